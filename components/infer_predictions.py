@@ -1,0 +1,26 @@
+"""Component: batch predictions over the whole history, and the run report."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Metrics, Output
+
+from components import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def infer_predictions(
+    config_json: str,
+    run_dir: str,
+    shard_results: list,
+    metrics: Output[Metrics],
+    report: Output[HTML],
+) -> str:
+    """Predict with every production model; publish the HTML report to the KFP UI."""
+    from alphafactory import io
+    from alphafactory.runtime import config_from_json, log_metrics, setup_logging
+    from alphafactory.stages import run_infer
+
+    setup_logging()
+    log_metrics(metrics, run_infer(config_from_json(config_json), run_dir))
+    with open(report.path, "w") as handle:
+        handle.write(io.read_text(io.join(run_dir, "report.html")))
+    return run_dir

@@ -1,0 +1,1 @@
+"""Pipeline definitions, per-environment settings and compiled specs."""

@@ -1,0 +1,257 @@
+"""The shard executor: bin a group's rows once, then fit each variant on subsets of that binning.
+
+A group (symbol × window × swing type) shares one feature matrix; its variants differ only in
+which rows carry a label and what the label is. So the group's training and validation rows
+are binned into two LightGBM Datasets once, and every variant trains on
+``base.subset(rows).construct()`` followed by ``set_label`` — no per-variant process, import,
+file load or re-binning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from alphafactory.data.splits import chronological_split
+from alphafactory.metrics import average_precision
+from alphafactory.models.variants import Variant
+
+log = logging.getLogger(__name__)
+
+N_CLASSES = 3
+#: (train rows, train labels, valid rows, valid labels) of one variant.
+RowsAndLabels = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: Parameters that shape binning; they must be identical at construction and training time.
+DATASET_PARAMS: dict[str, Any] = {
+    "max_bin": 255,
+    "feature_pre_filter": False,
+    "verbosity": -1,
+}
+
+
+def fixed_params(threads: int, seed: int, max_bin: int = 255) -> dict[str, Any]:
+    """The fixed LightGBM parameters of the source (multiclass, bagging every 5 at 0.8)."""
+    return {
+        "objective": "multiclass",
+        "num_class": N_CLASSES,
+        "metric": "multi_logloss",
+        "boosting_type": "gbdt",
+        "bagging_freq": 5,
+        "bagging_fraction": 0.8,
+        "feature_fraction": 0.7,
+        "num_threads": threads,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        **DATASET_PARAMS,
+        "max_bin": max_bin,
+    }
+
+
+@dataclass
+class VariantRows:
+    """Positions of one variant's rows inside the group's train/valid arrays, with labels."""
+
+    train_index: np.ndarray
+    train_label: np.ndarray
+    valid_index: np.ndarray
+    valid_label: np.ndarray
+
+
+@dataclass
+class FitResult:
+    """What one variant fit produced."""
+
+    variant_id: str
+    status: str
+    average_precision: float = float("nan")
+    best_iteration: int = 0
+    n_train: int = 0
+    n_valid: int = 0
+    seconds: float = 0.0
+    booster: lgb.Booster | None = field(default=None, repr=False)
+    valid_probabilities: np.ndarray | None = field(default=None, repr=False)
+    valid_labels: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "variant_id": self.variant_id,
+            "status": self.status,
+            "average_precision": self.average_precision,
+            "best_iteration": self.best_iteration,
+            "n_train": self.n_train,
+            "n_valid": self.n_valid,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class GroupData:
+    """One group's binned train/valid Datasets and each variant's rows within them."""
+
+    group_id: str
+    feature_names: list[str]
+    base_train: lgb.Dataset
+    base_valid: lgb.Dataset
+    valid_matrix: np.ndarray
+    rows: dict[str, VariantRows]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def datasets(self, variant_id: str) -> tuple[lgb.Dataset, lgb.Dataset]:
+        """Train and valid Datasets of one variant, reusing the group's bin mappers."""
+        rows = self.rows[variant_id]
+        with self._lock:  # subset construction touches the shared base handles
+            train = self.base_train.subset(cast(list[int], rows.train_index)).construct()
+            train.set_label(rows.train_label)  # after construct(), or the label is lost
+            valid = self.base_valid.subset(cast(list[int], rows.valid_index)).construct()
+            valid.set_label(rows.valid_label)
+        return train, valid
+
+
+def variant_rows(
+    timeline: np.ndarray,
+    targets: pl.DataFrame,
+    variants: Sequence[Variant],
+    cutoff: np.datetime64,
+    bar_interval: timedelta,
+    embargo_bars: int,
+    max_train_rows: int | None = None,
+) -> tuple[
+    np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+]:
+    """Matrix rows of the group's train/valid unions and each variant's rows and labels.
+
+    Returns (train_union, valid_union, {variant_id: (train_rows, train_y, valid_rows, valid_y)})
+    where rows are positions in `timeline` (the feature matrix's rows).
+    """
+    stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    matrix_row = np.searchsorted(timeline, stamps)
+    per_variant: dict[str, RowsAndLabels] = {}
+    for variant in variants:
+        labels = targets[variant.variant_id]
+        labelled = labels.is_not_null().to_numpy()
+        split = chronological_split(
+            stamps, cutoff, bar_interval * variant.horizon, bar_interval * embargo_bars
+        )
+        train_mask = labelled & split.train
+        train_pos = np.flatnonzero(train_mask)
+        if max_train_rows is not None and len(train_pos) > max_train_rows:
+            keep = np.linspace(0, len(train_pos) - 1, max_train_rows).round().astype(int)
+            train_pos = train_pos[np.unique(keep)]
+        valid_pos = np.flatnonzero(labelled & split.valid)
+        values = labels.fill_null(0).to_numpy().astype(np.int32)
+        per_variant[variant.variant_id] = (
+            matrix_row[train_pos],
+            values[train_pos],
+            matrix_row[valid_pos],
+            values[valid_pos],
+        )
+    empty = np.zeros(0, dtype=np.int64)
+    train_union = np.unique(np.concatenate([empty, *[v[0] for v in per_variant.values()]]))
+    valid_union = np.unique(np.concatenate([empty, *[v[2] for v in per_variant.values()]]))
+    return train_union.astype(np.int64), valid_union.astype(np.int64), per_variant
+
+
+def build_group(
+    group_id: str,
+    matrix: np.ndarray,
+    feature_names: Sequence[str],
+    train_union: np.ndarray,
+    valid_union: np.ndarray,
+    per_variant: Mapping[str, RowsAndLabels],
+    dataset_params: Mapping[str, Any],
+    columns: np.ndarray | None = None,
+) -> GroupData:
+    """Bin the group's rows once (training rows define the bins; validation reuses them).
+
+    `columns` picks the feature columns of `matrix` to use (all when None); `feature_names`
+    names the picked columns.
+    """
+    names = list(feature_names)
+    picked = np.arange(matrix.shape[1]) if columns is None else columns
+    train_matrix = matrix[np.ix_(train_union, picked)]
+    base_train = lgb.Dataset(
+        train_matrix, feature_name=names, params=dict(dataset_params), free_raw_data=True
+    ).construct()
+    del train_matrix
+    valid_matrix = matrix[np.ix_(valid_union, picked)]
+    base_valid = lgb.Dataset(
+        valid_matrix,
+        feature_name=names,
+        reference=base_train,
+        params=dict(dataset_params),
+        free_raw_data=True,
+    ).construct()
+    rows = {
+        vid: VariantRows(
+            train_index=np.searchsorted(train_union, tr).astype(np.int32),
+            train_label=ty,
+            valid_index=np.searchsorted(valid_union, va).astype(np.int32),
+            valid_label=vy,
+        )
+        for vid, (tr, ty, va, vy) in per_variant.items()
+    }
+    return GroupData(group_id, names, base_train, base_valid, valid_matrix, rows)
+
+
+def fit_variant(
+    group: GroupData,
+    variant_id: str,
+    params: Mapping[str, Any],
+    num_rounds: int,
+    early_stopping: int,
+    *,
+    min_rows: int,
+    keep_model: bool = False,
+) -> FitResult:
+    """Fit one variant with early stopping on multi_logloss; score by average precision."""
+    started = time.perf_counter()
+    rows = group.rows[variant_id]
+    result = FitResult(
+        variant_id, "ok", n_train=len(rows.train_index), n_valid=len(rows.valid_index)
+    )
+    if result.n_train < min_rows or result.n_valid < max(10, min_rows // 5):
+        result.status = "too_few_rows"
+        return result
+    if len(np.unique(rows.train_label)) < 2 or len(np.unique(rows.valid_label)) < 2:
+        result.status = "single_class"
+        return result
+    train, valid = group.datasets(variant_id)
+    full_params = {**params, "min_child_samples": max(5, round(0.01 * result.n_train))}
+    booster = lgb.train(
+        full_params,
+        train,
+        num_boost_round=num_rounds,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(early_stopping, verbose=False)],
+    )
+    probabilities = booster.predict(
+        group.valid_matrix[rows.valid_index], num_iteration=booster.best_iteration
+    )
+    result.best_iteration = int(booster.best_iteration or booster.current_iteration())
+    result.average_precision = average_precision(rows.valid_label, np.asarray(probabilities))
+    result.seconds = time.perf_counter() - started
+    if keep_model:
+        result.booster = booster
+        result.valid_probabilities = np.asarray(probabilities)
+        result.valid_labels = rows.valid_label
+    return result
+
+
+def fit_many(jobs: Iterable[Callable[[], FitResult]], concurrent_fits: int) -> list[FitResult]:
+    """Run fit jobs, `concurrent_fits` at a time (LightGBM releases the GIL while training)."""
+    job_list = list(jobs)
+    if concurrent_fits <= 1:
+        return [job() for job in job_list]
+    with ThreadPoolExecutor(max_workers=concurrent_fits) as pool:
+        return list(pool.map(lambda job: job(), job_list))

@@ -1,0 +1,133 @@
+"""What every stage shares: the run folder layout, the plan written by prepare, matrix loading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from alphafactory import io
+from alphafactory.models.variants import Variant
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of a run folder (a local path or a URI under the pipeline root)."""
+
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return io.join(self.root, *parts)
+
+    @property
+    def plan(self) -> str:
+        return self.path("prepare", "plan.json")
+
+    @property
+    def features(self) -> str:
+        return self.path("prepare", "features.parquet")
+
+    def targets(self, group_id: str) -> str:
+        return self.path("prepare", "targets", f"{group_id}.parquet")
+
+    @property
+    def selected_features(self) -> str:
+        return self.path("screen", "selected_features.json")
+
+    def screen_shard(self, shard: int) -> str:
+        return self.path("screen", "shards", f"shard-{shard:03d}.json")
+
+    def tune_shard(self, stage: int, shard: int) -> str:
+        return self.path("tune", f"stage{stage}", "shards", f"shard-{shard:03d}.json")
+
+    def tune_winners(self, stage: int) -> str:
+        return self.path("tune", f"stage{stage}", "winners.json")
+
+    def model(self, group_id: str) -> str:
+        return self.path("train", "models", f"{group_id}.txt")
+
+    def train_shard(self, shard: int) -> str:
+        return self.path("train", "shards", f"shard-{shard:03d}.json")
+
+    @property
+    def predictions(self) -> str:
+        return self.path("infer", "predictions.parquet")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's plan: symbols, groups with their variants, shards, timing facts."""
+
+    symbols: list[str]
+    groups: dict[str, list[Variant]]
+    shards: list[list[str]]
+    bar_seconds: float
+    cutoff: str
+    data_hash: str
+    n_rows: int
+
+    @property
+    def bar_interval(self) -> timedelta:
+        return timedelta(seconds=self.bar_seconds)
+
+    @property
+    def cutoff_time(self) -> np.datetime64:
+        return np.datetime64(self.cutoff.replace("+00:00", ""), "us")
+
+    @property
+    def n_variants(self) -> int:
+        return sum(len(v) for v in self.groups.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbols": self.symbols,
+            "groups": {gid: [v.to_dict() for v in vs] for gid, vs in self.groups.items()},
+            "shards": self.shards,
+            "bar_seconds": self.bar_seconds,
+            "cutoff": self.cutoff,
+            "data_hash": self.data_hash,
+            "n_rows": self.n_rows,
+            "n_variants": self.n_variants,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Plan:
+        return cls(
+            symbols=list(raw["symbols"]),
+            groups={g: [Variant.from_dict(v) for v in vs] for g, vs in raw["groups"].items()},
+            shards=[list(s) for s in raw["shards"]],
+            bar_seconds=float(raw["bar_seconds"]),
+            cutoff=str(raw["cutoff"]),
+            data_hash=str(raw["data_hash"]),
+            n_rows=int(raw["n_rows"]),
+        )
+
+
+def read_plan(layout: RunLayout) -> Plan:
+    return Plan.from_dict(io.read_json(layout.plan))
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The feature matrix as arrays: a sorted timeline and float32 values (rows × features)."""
+
+    timeline: np.ndarray
+    values: np.ndarray
+    names: list[str]
+
+
+def load_matrix(layout: RunLayout, columns: Sequence[str] | None = None) -> Matrix:
+    """Load the prepared float32 matrix once (optionally only some columns)."""
+    names = (
+        list(columns)
+        if columns is not None
+        else [c for c in io.parquet_columns(layout.features) if c != "timestamp"]
+    )
+    frame = io.read_parquet(layout.features, ["timestamp", *names])
+    timeline = frame["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    values = frame.select(names).to_numpy().astype(np.float32, copy=False)
+    return Matrix(timeline=timeline, values=values, names=names)

@@ -1,0 +1,65 @@
+"""Infer stage: batch predictions of every production model over the whole history."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from alphafactory import io
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.stages.common import Matrix, RunLayout, load_matrix, read_plan
+from alphafactory.stages.report import write_report
+from alphafactory.targets.swing import CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def trained_models(layout: RunLayout, shards: int) -> dict[str, dict[str, Any]]:
+    """Production fits by group id, read from every train shard's manifest."""
+    models: dict[str, dict[str, Any]] = {}
+    for shard in range(shards):
+        models.update(io.read_json(layout.train_shard(shard)))
+    return {gid: m for gid, m in sorted(models.items()) if m.get("status") == "ok"}
+
+
+def predict_group(
+    booster: lgb.Booster, matrix: Matrix, group_id: str, variant_id: str
+) -> pl.DataFrame:
+    """Class probabilities of one model for every row of the matrix."""
+    index = [matrix.names.index(name) for name in booster.feature_name()]
+    probabilities = np.asarray(booster.predict(matrix.values[:, index]), dtype=np.float32)
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(matrix.timeline).cast(pl.Datetime("us", "UTC")),
+            "group_id": pl.Series([group_id] * len(matrix.timeline), dtype=pl.Categorical),
+            "variant_id": pl.Series([variant_id] * len(matrix.timeline), dtype=pl.Categorical),
+            **{f"p_{name}": probabilities[:, i] for i, name in enumerate(CLASS_NAMES)},
+        }
+    )
+
+
+def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
+    """Predict with every production model, write predictions and the run report."""
+    layout = RunLayout(run_dir)
+    plan = read_plan(layout)
+    models = trained_models(layout, len(plan.shards))
+    matrix = load_matrix(layout, io.read_json(layout.selected_features))
+    frames = []
+    for gid, fitted in models.items():
+        booster = lgb.Booster(model_str=io.read_text(layout.model(gid)))
+        frames.append(predict_group(booster, matrix, gid, fitted["variant_id"]))
+    predictions = pl.concat(frames) if frames else pl.DataFrame()
+    io.write_parquet(layout.predictions, predictions)
+    write_report(config, layout, plan, models)
+    aps = [m["average_precision"] for m in models.values()]
+    return {
+        "models": len(models),
+        "prediction_rows": predictions.height,
+        "mean_ap": float(np.mean(aps)) if aps else 0.0,
+        "min_ap": float(np.min(aps)) if aps else 0.0,
+        "max_ap": float(np.max(aps)) if aps else 0.0,
+    }

@@ -1,0 +1,104 @@
+"""Prepare stage: bars → features (hygiene-filtered float32 matrix) + targets + the run plan."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from alphafactory import io
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.data.bars import data_hash, infer_frequency, load_bars
+from alphafactory.data.splits import split_cutoff
+from alphafactory.data.synthetic import generate_bars
+from alphafactory.errors import DataError
+from alphafactory.features import build_feature_matrix
+from alphafactory.models.variants import expand_grid, group_variants, plan_shards
+from alphafactory.stages.common import Plan, RunLayout
+from alphafactory.stages.hygiene import apply_hygiene
+from alphafactory.targets.swing import build_targets
+
+log = logging.getLogger(__name__)
+
+
+def load_source_bars(config: EnvironmentConfig) -> pl.DataFrame:
+    """The environment's bars: the user's file/URI, or the embedded synthetic generator."""
+    if config.data.source == "uri":
+        assert config.data.uri is not None
+        return load_bars(config.data.uri)
+    return generate_bars(
+        symbols=config.data.symbols,
+        n_bars=config.data.n_bars,
+        frequency=config.data.frequency,
+        seed=config.data.seed,
+    )
+
+
+def check_enough_bars(bars: pl.DataFrame, config: EnvironmentConfig, source: str) -> None:
+    """Refuse data too short for the largest window and horizon, naming the symbol."""
+    needed = max(config.grid.windows) * 2 + max(config.grid.horizons) + 200
+    counts = bars.group_by("symbol").len().sort("symbol")
+    for symbol, count in counts.iter_rows():
+        if count < needed:
+            raise DataError(
+                f"{source}: symbol {symbol} has {count} bars; this grid needs at least {needed} "
+                "(largest window x 2 + largest horizon + 200 warm-up); supply more history "
+                "or shrink grid.windows / grid.horizons"
+            )
+
+
+def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
+    """Build and write the feature matrix, targets per group and the plan; return metrics."""
+    layout = RunLayout(run_dir)
+    bars = load_source_bars(config)
+    source = config.data.uri or "synthetic data"
+    check_enough_bars(bars, config, source)
+    symbols = sorted(bars["symbol"].unique().to_list())
+    log.info("prepare: %d bars for %s", bars.height, ", ".join(symbols))
+
+    features = build_feature_matrix(bars, config.features.scale)
+    report = apply_hygiene(features, config.prepare)
+    matrix = features.select(
+        "timestamp", *[pl.col(c).cast(pl.Float32).fill_nan(None) for c in report.kept]
+    )
+    io.write_parquet(layout.features, matrix)
+    log.info("prepare: kept %d of %d features", len(report.kept), features.width - 1)
+
+    targets = build_targets(bars, config.grid, symbols)
+    for gid, frame in targets.items():
+        io.write_parquet(layout.targets(gid), frame)
+
+    groups = group_variants(expand_grid(config.grid, symbols))
+    timeline = matrix["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    cutoff = split_cutoff(timeline, config.split.validation_fraction)
+    plan = Plan(
+        symbols=symbols,
+        groups=groups,
+        shards=plan_shards(list(groups), config.parallelism.shards),
+        bar_seconds=infer_frequency(bars).total_seconds(),
+        cutoff=_iso(cutoff),
+        data_hash=data_hash(bars),
+        n_rows=matrix.height,
+    )
+    io.write_json(layout.plan, plan.to_dict())
+    io.write_json(
+        layout.path("prepare", "report.json"),
+        {"counts": report.counts(), "dropped": report.dropped, "kept": len(report.kept)},
+    )
+    return {
+        "rows": matrix.height,
+        "features_generated": features.width - 1,
+        "features_kept": len(report.kept),
+        **{f"dropped_{name}": count for name, count in report.counts().items()},
+        "variants": plan.n_variants,
+        "groups": len(groups),
+        "shards": len(plan.shards),
+    }
+
+
+def _iso(moment: np.datetime64) -> str:
+    value = moment.astype("datetime64[us]").item()
+    return str(value.replace(tzinfo=UTC).isoformat())

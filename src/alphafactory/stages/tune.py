@@ -1,0 +1,95 @@
+"""Tune stage 1: every variant with default parameters; the best variant of each group wins."""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from typing import Any
+
+from alphafactory import io
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.models.lightgbm_shard import fit_many, fit_variant
+from alphafactory.stages.common import RunLayout, load_matrix, read_plan
+from alphafactory.stages.fitting import base_params, load_group
+
+log = logging.getLogger(__name__)
+
+
+def default_params(config: EnvironmentConfig) -> dict[str, Any]:
+    """Stage-1 parameters: the fixed ones plus the defaults of the tuned space."""
+    return {
+        **base_params(config),
+        "num_leaves": config.tune.num_leaves,
+        "max_depth": config.tune.max_depth,
+        "learning_rate": config.tune.learning_rate,
+        "lambda_l1": 0.0,
+    }
+
+
+def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[str, Any]:
+    """Fit every variant of one shard on the selected features; write one row per variant."""
+    layout = RunLayout(run_dir)
+    plan = read_plan(layout)
+    selected = io.read_json(layout.selected_features)
+    matrix = load_matrix(layout, selected)
+    params = default_params(config)
+    rows: list[dict[str, Any]] = []
+    for gid in plan.shards[shard]:
+        variants = plan.groups[gid]
+        group = load_group(layout, plan, matrix, config, variants)
+        if group is None:
+            rows.extend(
+                {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"} for v in variants
+            )
+            continue
+        fit = partial(
+            fit_variant,
+            group,
+            params=params,
+            num_rounds=config.tune.num_rounds,
+            early_stopping=config.tune.early_stopping,
+            min_rows=config.tune.min_rows,
+        )
+        results = fit_many(
+            [partial(fit, v.variant_id) for v in variants], config.parallelism.concurrent_fits
+        )
+        rows.extend({**r.summary(), "group_id": gid} for r in results)
+        log.info("tune stage 1: group %s done (%d variants)", gid, len(variants))
+    io.write_json(layout.tune_shard(1, shard), rows)
+    fitted = [r for r in rows if r["status"] == "ok"]
+    return {"variants_fitted": len(fitted), "variants_skipped": len(rows) - len(fitted)}
+
+
+def pick_winners(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Best variant per group by validation average precision (ties: smaller variant id)."""
+    winners: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["variant_id"]):
+        score = row.get("average_precision", math.nan)
+        if row["status"] != "ok" or not math.isfinite(score):
+            continue
+        best = winners.get(row["group_id"])
+        if best is None or score > best["average_precision"]:
+            winners[row["group_id"]] = row
+    return dict(sorted(winners.items()))
+
+
+def run_select_winners(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
+    """Fan-in of stage 1: read every shard's table, write the winner of each group."""
+    layout = RunLayout(run_dir)
+    plan = read_plan(layout)
+    rows: list[dict[str, Any]] = []
+    for shard in range(len(plan.shards)):
+        rows.extend(io.read_json(layout.tune_shard(1, shard)))
+    winners = pick_winners(rows)
+    if not winners:
+        raise RuntimeError("tune stage 1: no variant could be fitted; see the shard tables")
+    io.write_json(layout.tune_winners(1), {"winners": winners, "params": default_params(config)})
+    io.write_json(layout.path("tune", "stage1", "variants.json"), rows)
+    missing = sorted(set(plan.groups) - set(winners))
+    aps = [w["average_precision"] for w in winners.values()]
+    return {
+        "groups_with_winner": len(winners),
+        "groups_without_winner": len(missing),
+        "mean_winner_ap": sum(aps) / len(aps),
+    }
