@@ -8,12 +8,19 @@ run ever looks complete.
 import json
 import logging
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alphafactory.config import EnvironmentConfig, load_environment, with_data_uri, with_full_grid
+from alphafactory.config import (
+    EnvironmentConfig,
+    available_environments,
+    load_environment,
+    with_data_uri,
+    with_full_grid,
+)
 from alphafactory.errors import ConfigError
 from alphafactory.models.variants import expand_grid, group_variants
 
@@ -85,6 +92,8 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
     )
     pipeline = build_pipeline(plan.config.model_dump_json())
     started = time.perf_counter()
+    root_logger = logging.getLogger()
+    saved_handlers, saved_level = list(root_logger.handlers), root_logger.level
     try:
         pipeline(run_dir=str(working))
     except Exception as exc:  # a failed task surfaces as a RuntimeError from kfp.local
@@ -93,6 +102,9 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
         (failed / "ERROR.txt").write_text(f"{type(exc).__name__}: {exc}\n")
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return LocalRunOutcome(False, failed, message, time.perf_counter() - started)
+    finally:  # kfp.local installs its own root handlers; do not leak them into the caller
+        root_logger.handlers[:] = saved_handlers
+        root_logger.setLevel(saved_level)
     finished = plan.runs_dir / plan.run_id
     working.rename(finished)
     (finished / "run.json").write_text(
@@ -109,29 +121,74 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
     return LocalRunOutcome(True, finished, seconds=time.perf_counter() - started)
 
 
-def compiled_path(env_name: str) -> Path:
-    return COMPILED_DIR / f"{env_name}.yaml"
+def compiled_path(env_name: str, root: Path | None = None) -> Path:
+    """`pipelines/compiled/<env>.yaml` (under `root` when given: a copy of the repository)."""
+    folder = COMPILED_DIR if root is None else Path(root) / "pipelines" / "compiled"
+    return folder / f"{env_name}.yaml"
 
 
-def compile_pipeline(env: str, output: Path | None = None) -> Path:
-    """Compile the pipeline with the environment's settings baked in as defaults."""
+def compile_config(config: EnvironmentConfig, target: Path) -> Path:
+    """Compile the pipeline for `config`: its JSON as the default, its image and resources."""
     from kfp import compiler
 
     from pipelines.pipeline import build_pipeline
+    from pipelines.platform import Platform
 
-    config = load_environment(env, use_env_vars=False)
-    target = output or compiled_path(config.name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = build_pipeline(config.model_dump_json(), parallelism=config.parallelism.shards)
+    parallelism = config.parallelism.parallel_tasks or config.parallelism.shards
+    pipeline = build_pipeline(
+        config.model_dump_json(), parallelism=parallelism, platform=Platform(config)
+    )
     logging.getLogger(__name__).info("compiling %s to %s", config.name, target)
     compiler.Compiler().compile(pipeline, str(target))
     return target
 
 
+def compiled_text(config: EnvironmentConfig) -> str:
+    """The compiled spec of `config` as text, compiled in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="alphafactory-compile-") as folder:
+        return compile_config(config, Path(folder) / "spec.yaml").read_text()
+
+
+def compile_pipeline(env: str, output: Path | None = None) -> Path:
+    """Compile the pipeline with the environment's settings baked in as defaults.
+
+    Environment variables do not apply: the spec depends only on the YAML file.
+    """
+    config = load_environment(env, use_env_vars=False)
+    return compile_config(config, output or compiled_path(config.name))
+
+
+def compile_all(output_dir: Path | None = None) -> list[Path]:
+    """Compile every environment to `<output_dir or pipelines/compiled>/<env>.yaml`."""
+    targets = []
+    for name in available_environments():
+        target = (output_dir / f"{name}.yaml") if output_dir else None
+        targets.append(compile_pipeline(name, target))
+    return targets
+
+
+def stale_specs(compiled_dir: Path | None = None) -> list[str]:
+    """Environments whose spec in `compiled_dir` is missing or differs from a fresh compile."""
+    folder = compiled_dir or COMPILED_DIR
+    stale = []
+    for name in available_environments():
+        config = load_environment(name, use_env_vars=False)
+        existing = folder / f"{name}.yaml"
+        if not existing.is_file() or existing.read_text() != compiled_text(config):
+            stale.append(name)
+    return stale
+
+
 __all__ = [
     "LocalRunOutcome",
     "LocalRunPlan",
+    "compile_all",
+    "compile_config",
     "compile_pipeline",
+    "compiled_path",
+    "compiled_text",
     "prepare_local_run",
     "run_locally",
+    "stale_specs",
 ]

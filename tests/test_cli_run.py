@@ -1,0 +1,155 @@
+"""The CLI end to end: a real kfp.local run of a tiny environment, and clean one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from alphafactory.cli import app
+from alphafactory.data.synthetic import generate_bars
+
+TINY_ENV = {
+    "name": "tiny",
+    "runner": "local",
+    "pipeline_root": "runs",
+    "data": {"source": "synthetic", "symbols": ["BTC", "ETH"], "n_bars": 1500, "seed": 3},
+    "features": {"scale": "small"},
+    "grid": {
+        "windows": [3, 10],
+        "swing_types": ["high", "low"],
+        "std_thresholds": [1.0],
+        "move_thresholds": [1.0],
+        "horizons": [6, 12],
+    },
+    "screen": {
+        "num_rounds": 20,
+        "subsample_rows": 5000,
+        "select_min": 20,
+        "select_max": 40,
+        "variants_per_group": 1,
+    },
+    "tune": {"num_rounds": 30, "min_rows": 30},
+    "train": {"num_rounds": 40},
+    "lightgbm": {"max_bin": 31},
+    "parallelism": {"shards": 2},
+}
+
+runner = CliRunner()
+
+
+def _write_env(tmp_path: Path, changes: dict | None = None) -> Path:
+    settings = json.loads(json.dumps(TINY_ENV))
+    for key, value in (changes or {}).items():
+        section, _, field = key.partition(".")
+        if field:
+            settings[section][field] = value
+        else:
+            settings[section] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.mark.slow
+def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    env = _write_env(tmp_path)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--env", str(env), "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    folders = [p for p in runs.iterdir() if p.name != ".kfp"]
+    assert len(folders) == 1 and folders[0].suffix == ""
+    run_dir = folders[0]
+    assert f"run folder: {run_dir}" in result.output.replace("\n", "")
+
+    plan = json.loads((run_dir / "prepare" / "plan.json").read_text())
+    assert plan["n_variants"] == 2 * 2 * 2 * 2  # symbols x windows x swing types x horizons
+    assert len(plan["groups"]) == 8
+    winners = json.loads((run_dir / "tune" / "stage1" / "winners.json").read_text())["winners"]
+    assert set(winners) <= set(plan["groups"]) and len(winners) >= 6
+    for gid, row in winners.items():
+        assert row["group_id"] == gid and 0.0 <= row["average_precision"] <= 1.0
+        booster = lgb.Booster(model_file=str(run_dir / "train" / "models" / f"{gid}.txt"))
+        assert booster.num_trees() % 3 == 0 and booster.num_trees() > 0
+
+    predictions = pl.read_parquet(run_dir / "infer" / "predictions.parquet")
+    assert predictions["group_id"].n_unique() == len(list((run_dir / "train/models").iterdir()))
+    sums = predictions.select(pl.col("p_neither") + pl.col("p_breakout") + pl.col("p_reversion"))
+    assert sums.to_series().is_between(0.999, 1.001).all()
+    report = (run_dir / "report.md").read_text()
+    assert all(gid in report for gid in plan["groups"])
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "succeeded"
+
+
+def test_unknown_config_key_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    env = _write_env(tmp_path, {"grid.windowz": [3]})
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--env", str(env), "--runs-dir", str(runs)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert str(env) in result.output and "grid.windowz" in result.output
+    assert "windows" in result.output  # names what is allowed
+    assert not runs.exists()
+
+
+def test_bad_literal_names_allowed_values(tmp_path: Path) -> None:
+    env = _write_env(tmp_path, {"runner": "docker"})
+    result = runner.invoke(app, ["run", "--env", str(env), "--runs-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "runner" in result.output and "'local'" in result.output and "'vertex'" in result.output
+
+
+def test_impossible_bar_in_user_data_fails_before_any_run_folder(tmp_path: Path) -> None:
+    bars = generate_bars(["AAA"], n_bars=600, seed=1)
+    broken = bars.with_columns(
+        pl.when(pl.int_range(pl.len()) == 42)
+        .then(pl.col("low") * 0.5)
+        .otherwise(pl.col("high"))
+        .alias("high")
+    )
+    data = tmp_path / "bars.csv"
+    broken.write_csv(data)
+    runs = tmp_path / "runs"
+    result = runner.invoke(
+        app,
+        ["run", "--env", str(_write_env(tmp_path)), "--data", str(data), "--runs-dir", str(runs)],
+    )
+    assert result.exit_code == 2
+    assert str(data) in result.output and "high" in result.output
+    assert "Traceback" not in result.output
+    assert not runs.exists()
+
+
+def test_too_short_user_data_names_the_symbol(tmp_path: Path) -> None:
+    data = tmp_path / "short.parquet"
+    generate_bars(["XYZ"], n_bars=100, seed=1).write_parquet(data)
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--env",
+            str(_write_env(tmp_path)),
+            "--data",
+            str(data),
+            "--runs-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "XYZ" in result.output and "100 bars" in result.output
+
+
+def test_unknown_grid_switch_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--env", str(_write_env(tmp_path)), "--grid", "huge"])
+    assert result.exit_code == 2 and "--grid" in result.output
+
+
+def test_unknown_environment_lists_available_ones() -> None:
+    result = runner.invoke(app, ["run", "--env", "nowhere"])
+    assert result.exit_code == 2
+    assert "unknown environment 'nowhere'" in result.output and "local-dev" in result.output
