@@ -66,7 +66,7 @@ def first_touch(
     never = max_horizon + 1
     first_up = np.full(n, never, dtype=np.int32)
     first_down = np.full(n, never, dtype=np.int32)
-    for step in range(max_horizon, 0, -1):
+    for step in range(min(max_horizon, n - 1), 0, -1):
         future_high = np.full(n, np.nan)
         future_low = np.full(n, np.nan)
         future_high[: n - step] = high[step:]
