@@ -1,1 +1,85 @@
-"""tuning."""
+"""Multi-stage hyperparameter tuning: search spaces, a compute budget, persistent studies."""
+
+from __future__ import annotations
+
+from alphafactory.tuning.budget import (
+    DEFAULT_SHARES,
+    Budget,
+    StageUsage,
+    core_seconds,
+    format_report,
+)
+from alphafactory.tuning.mirror import StudyFileMirror
+from alphafactory.tuning.report import (
+    history_svg,
+    importance_svg,
+    param_importances,
+    trial_rows,
+    trials_table,
+    write_study_report,
+)
+from alphafactory.tuning.space import (
+    SOURCE_GRIDS,
+    SearchSpace,
+    broad_space,
+    focused_space,
+    min_child_samples,
+    narrowed_space,
+    snap_to_space,
+    suggest_params,
+    top_trial_params,
+)
+from alphafactory.tuning.study import (
+    LightGBMPruningCallback,
+    TrialFit,
+    TrialRun,
+    best_point,
+    cv_objective,
+    default_pruner,
+    done_trials,
+    enqueue_params,
+    fail_running,
+    fold_pruner,
+    make_storage,
+    open_study,
+    run_trials,
+    split_objective,
+)
+
+__all__ = [
+    "DEFAULT_SHARES",
+    "SOURCE_GRIDS",
+    "Budget",
+    "LightGBMPruningCallback",
+    "SearchSpace",
+    "StageUsage",
+    "StudyFileMirror",
+    "TrialFit",
+    "TrialRun",
+    "best_point",
+    "broad_space",
+    "core_seconds",
+    "cv_objective",
+    "default_pruner",
+    "done_trials",
+    "enqueue_params",
+    "fail_running",
+    "focused_space",
+    "fold_pruner",
+    "format_report",
+    "history_svg",
+    "importance_svg",
+    "make_storage",
+    "min_child_samples",
+    "narrowed_space",
+    "open_study",
+    "param_importances",
+    "run_trials",
+    "snap_to_space",
+    "split_objective",
+    "suggest_params",
+    "top_trial_params",
+    "trial_rows",
+    "trials_table",
+    "write_study_report",
+]
