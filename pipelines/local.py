@@ -46,7 +46,12 @@ class LocalRunOutcome:
 
 
 def prepare_local_run(
-    env: str, *, grid: str = "env", data: str | None = None, runs_dir: Path | None = None
+    env: str,
+    *,
+    grid: str = "env",
+    data: str | None = None,
+    runs_dir: Path | None = None,
+    force_retrain: bool = False,
 ) -> LocalRunPlan:
     """Validate the environment, the grid switch and the user's data before anything runs."""
     config = load_environment(env)
@@ -56,6 +61,9 @@ def prepare_local_run(
         config = with_full_grid(config)
     if data:
         config = with_data_uri(config, data)
+    if force_retrain:
+        train = config.train.model_copy(update={"force_retrain": True})
+        config = config.model_copy(update={"train": train})
     symbols = config.data.symbols
     if config.data.source == "uri":
         from alphafactory.data.bars import load_bars

@@ -1,0 +1,256 @@
+"""GitOps promotion: move the images an environment validated to the next one, by file edit.
+
+`promote(root, "staging", "production")` checks the source's gates, then edits three files
+under `root` (a checkout of this repository) and returns their unified diff for review:
+
+- `manifests/overlays/<target overlay>/kustomization.yaml`: `images:` newName/digest,
+- `pipelines/environments/<target>.yaml`: `images.cpu/gpu` and `promotion.promoted_from` +
+  `promotion.source_spec_sha256` (the SHA-256 of `pipelines/compiled/<source>.yaml`, the
+  spec the images were validated with: the pipeline spec reference),
+- `pipelines/compiled/<target>.yaml`: recompiled from the edited environment file, so the
+  golden specs stay fresh in the same commit.
+
+Gates (refused with ConfigError naming the reason): the source's compiled spec is stale;
+the source overlay's digests differ from the source environment's images; the source has no
+champion model, or a champion graded below the source's `promotion.min_grade`.
+"""
+
+import difflib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alphafactory.config import load_environment, validate_environment
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.errors import ConfigError
+from pipelines.local import compiled_path, compiled_text
+
+#: environment image key -> image name in the kustomize overlays
+OVERLAY_IMAGE_NAMES = {"cpu": "alphafactory-cpu", "gpu": "alphafactory-gpu"}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The edits of one promotion: new text per file (relative path) and their diff."""
+
+    source: str
+    target: str
+    files: dict[str, tuple[str, str]]  # path -> (old text, new text)
+
+    @property
+    def diff(self) -> str:
+        chunks: list[str] = []
+        for path, (old, new) in self.files.items():
+            chunks.extend(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    fromfile=f"a/{path}",
+                    tofile=f"b/{path}",
+                )
+            )
+        return "".join(chunks)
+
+    def write(self, root: Path) -> None:
+        for path, (_, new) in self.files.items():
+            (root / path).write_text(new)
+
+
+def _environment(root: Path, name: str) -> tuple[Path, EnvironmentConfig]:
+    path = root / "pipelines" / "environments" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown environment '{name}': {path} does not exist")
+    return path, load_environment(str(path), use_env_vars=False)
+
+
+def _overlay(root: Path, config: EnvironmentConfig, role: str) -> Path:
+    if config.promotion.overlay is None:
+        raise ConfigError(
+            f"environment '{config.name}' has no promotion.overlay: it cannot be a promotion {role}"
+        )
+    path = root / "manifests" / "overlays" / config.promotion.overlay / "kustomization.yaml"
+    if not path.is_file():
+        raise ConfigError(f"promotion.overlay of '{config.name}': {path} does not exist")
+    return path
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """`name@sha256:...` -> (name, `sha256:...`)."""
+    name, _, digest = image.partition("@")
+    if not digest:
+        raise ConfigError(f"image {image!r} is not pinned by digest")
+    return name, digest
+
+
+RegistryFactory = Callable[[str], Any]
+
+
+def _default_registry(tracking_uri: str) -> Any:
+    from alphafactory.registry import ModelRegistry
+
+    return ModelRegistry(tracking_uri=tracking_uri)
+
+
+def check_gates(
+    root: Path,
+    source: EnvironmentConfig,
+    *,
+    tracking_uri: str | None = None,
+    registry_factory: RegistryFactory = _default_registry,
+) -> None:
+    """Raise ConfigError with the reason when `source` may not be promoted."""
+    spec = compiled_path(source.name, root)
+    if not spec.is_file() or spec.read_text() != compiled_text(source):
+        raise ConfigError(
+            f"refusing to promote '{source.name}': {spec.relative_to(root)} is missing or "
+            f"stale; run `alphafactory compile --env {source.name}`, commit, and let it run"
+        )
+    overlay = yaml.safe_load(_overlay(root, source, "source").read_text())
+    pinned = {i["name"]: f"{i.get('newName', i['name'])}@{i.get('digest', '')}"
+              for i in overlay.get("images", [])}  # fmt: skip
+    for key, name in OVERLAY_IMAGE_NAMES.items():
+        image = getattr(source.images, key)
+        if pinned.get(name) != image:
+            raise ConfigError(
+                f"refusing to promote '{source.name}': images.{key} ({image}) differs from "
+                f"manifests/overlays/{source.promotion.overlay} image {name} "
+                f"({pinned.get(name)}); they must be the same build"
+            )
+    uri = tracking_uri or source.registry.tracking_uri
+    registry = registry_factory(uri)
+    names = sorted({model.name for model in registry.list_models()})
+    champions = [c for c in (registry.champion(name) for name in names) if c is not None]
+    if not champions:
+        raise ConfigError(
+            f"refusing to promote '{source.name}': no champion model in the registry at {uri}"
+        )
+    from alphafactory.registry.grades import grade_at_least
+
+    minimum = source.promotion.min_grade
+    below = [c for c in champions if not grade_at_least(c.grade, minimum)]
+    if below:
+        listed = ", ".join(f"{c.model_id} (grade {c.grade})" for c in below)
+        raise ConfigError(
+            f"refusing to promote '{source.name}': champions below promotion.min_grade "
+            f"{minimum}: {listed}"
+        )
+
+
+def _set_overlay_images(text: str, images: dict[str, tuple[str, str]]) -> str:
+    """Rewrite newName/digest of the named entries of the top-level `images:` list."""
+    lines = text.splitlines(keepends=True)
+    inside, current = False, ""
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if line.startswith("images:"):
+            inside = True
+            continue
+        if inside and line[:1] not in {" ", "-", "#", "\n", ""}:
+            inside = False
+        if not inside:
+            continue
+        body = stripped.removeprefix("- ")
+        indent = line[: len(line) - len(line.lstrip())]
+        if body.startswith("name:"):
+            current = body.split(":", 1)[1].strip()
+        elif current in images and body.startswith(("newName:", "digest:")):
+            key = body.split(":", 1)[0]
+            value = images[current][0 if key == "newName" else 1]
+            prefix = indent + ("- " if stripped.startswith("- ") else "")
+            lines[index] = f"{prefix}{key}: {value}\n"
+    return "".join(lines)
+
+
+def _set_block(text: str, block: str, values: dict[str, str]) -> str:
+    """Set `key: value` lines of a top-level mapping block, appending missing keys to it."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == f"{block}:"), None)
+    if start is None:
+        lines.append(f"{block}:\n")
+        start = len(lines) - 1
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith(" ") or not lines[end].strip()):
+        end += 1
+    missing = dict(values)
+    for index in range(start + 1, end):
+        key = lines[index].strip().split(":", 1)[0]
+        if lines[index].startswith("  ") and not lines[index].startswith("   ") and key in missing:
+            lines[index] = f"  {key}: {missing.pop(key)}\n"
+    insert = [f"  {key}: {value}\n" for key, value in missing.items()]
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    lines[end:end] = insert
+    return "".join(lines)
+
+
+def plan_promotion(
+    root: Path,
+    source_name: str,
+    target_name: str,
+    *,
+    tracking_uri: str | None = None,
+    registry_factory: RegistryFactory = _default_registry,
+) -> Promotion:
+    """Check the gates and compute the edits; nothing is written."""
+    root = Path(root)
+    if source_name == target_name:
+        raise ConfigError("--from and --to name the same environment")
+    _, source = _environment(root, source_name)
+    target_path, target = _environment(root, target_name)
+    target_overlay = _overlay(root, target, "target")
+    check_gates(root, source, tracking_uri=tracking_uri, registry_factory=registry_factory)
+
+    source_spec = compiled_path(source.name, root).read_text()
+    images = {key: getattr(source.images, key) for key in OVERLAY_IMAGE_NAMES}
+    overlay_old = target_overlay.read_text()
+    overlay_new = _set_overlay_images(
+        overlay_old, {OVERLAY_IMAGE_NAMES[k]: split_image(v) for k, v in images.items()}
+    )
+    env_old = target_path.read_text()
+    env_new = _set_block(env_old, "images", images)
+    env_new = _set_block(
+        env_new,
+        "promotion",
+        {
+            "promoted_from": source.name,
+            "source_spec_sha256": hashlib.sha256(source_spec.encode()).hexdigest(),
+        },
+    )
+    new_target = validate_environment(yaml.safe_load(env_new), source=str(target_path))
+    spec_path = compiled_path(target.name, root)
+    spec_old = spec_path.read_text() if spec_path.is_file() else ""
+    files = {
+        str(target_overlay.relative_to(root)): (overlay_old, overlay_new),
+        str(target_path.relative_to(root)): (env_old, env_new),
+        str(spec_path.relative_to(root)): (spec_old, compiled_text(new_target)),
+    }
+    return Promotion(source.name, target.name, files)
+
+
+def promote(
+    root: Path,
+    source_name: str,
+    target_name: str,
+    *,
+    dry_run: bool = False,
+    tracking_uri: str | None = None,
+    registry_factory: RegistryFactory = _default_registry,
+) -> Promotion:
+    """Plan the promotion and, unless `dry_run`, write the edited files under `root`."""
+    promotion = plan_promotion(
+        root,
+        source_name,
+        target_name,
+        tracking_uri=tracking_uri,
+        registry_factory=registry_factory,
+    )
+    if not dry_run:
+        promotion.write(Path(root))
+    return promotion
+
+
+__all__ = ["Promotion", "check_gates", "plan_promotion", "promote", "split_image"]

@@ -1,0 +1,264 @@
+"""Submit the compiled pipeline of an environment: kfp.Client for KFP, PipelineJob for Vertex.
+
+A request is built first (`kfp_request` / `vertex_request`, plain data that `--dry-run`
+prints as JSON); `submit`/`schedule` then turn it into the SDK call. The spec submitted is
+the golden file `pipelines/compiled/<env>.yaml`, refused when it is missing or stale.
+"""
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alphafactory.config import load_environment
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.errors import ConfigError
+from pipelines.local import compiled_path, compiled_text
+
+KFP_HOST_VARIABLE = "KFP_HOST"
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """Everything one submission sends, independent of the SDK (printed by --dry-run)."""
+
+    env: str
+    runner: str
+    run_name: str
+    spec_path: str
+    spec_sha256: str
+    pipeline_root: str
+    parameters: dict[str, str]
+    enable_caching: bool
+    service_account: str
+    # KFP only
+    host: str = ""
+    experiment: str = ""
+    namespace: str = ""
+    # Vertex only
+    project: str = ""
+    region: str = ""
+    network: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    # schedule only
+    cron: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def default_run_name(env: str, now: datetime | None = None) -> str:
+    """`alphafactory-<env>-<UTC stamp>`: a valid KFP run name and Vertex job id."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"alphafactory-{env}-{stamp}"
+
+
+def build_request(
+    env: str,
+    *,
+    run_name: str | None = None,
+    cron: str = "",
+    root: Path | None = None,
+    check_fresh: bool = True,
+) -> SubmitRequest:
+    """Validate the environment and its compiled spec, and describe the submission."""
+    config = load_environment(env)
+    if config.runner == "local":
+        raise ConfigError(
+            f"environment '{config.name}' runs locally (runner: local); use `alphafactory run`"
+        )
+    spec = compiled_path(config.name, root)
+    if not spec.is_file():
+        raise ConfigError(
+            f"{spec} does not exist: run `alphafactory compile --env {config.name}` first"
+        )
+    text = spec.read_text()
+    if check_fresh and text != compiled_text(load_environment(env, use_env_vars=False)):
+        raise ConfigError(
+            f"{spec} is stale (the environment or the pipeline changed since it was compiled): "
+            f"run `alphafactory compile --env {config.name}` and commit the result"
+        )
+    name = run_name or default_run_name(config.name)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", name):
+        raise ConfigError(f"run name {name!r}: use lowercase letters, digits and '-' (≤128)")
+    common: dict[str, Any] = {
+        "env": config.name,
+        "runner": config.runner,
+        "run_name": name,
+        "spec_path": str(spec),
+        "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "pipeline_root": config.pipeline_root,
+        "parameters": {"run_root": config.pipeline_root},
+        "cron": cron,
+    }
+    if config.runner == "kfp":
+        return _kfp_request(config, common)
+    return _vertex_request(config, common)
+
+
+def _kfp_request(config: EnvironmentConfig, common: dict[str, Any]) -> SubmitRequest:
+    host = os.environ.get(KFP_HOST_VARIABLE) or config.kfp.host
+    if not host:
+        raise ConfigError(
+            f"no KFP host for '{config.name}': set {KFP_HOST_VARIABLE} or kfp.host in its YAML"
+        )
+    return SubmitRequest(
+        **common,
+        enable_caching=config.kfp.enable_caching,
+        service_account=config.kfp.service_account,
+        host=host,
+        experiment=config.kfp.experiment,
+        namespace=config.kfp.namespace,
+    )
+
+
+def _vertex_request(config: EnvironmentConfig, common: dict[str, Any]) -> SubmitRequest:
+    vertex = config.vertex
+    assert vertex is not None  # the model validator requires it for runner 'vertex'
+    return SubmitRequest(
+        **common,
+        enable_caching=vertex.enable_caching,
+        service_account=vertex.service_account,
+        project=vertex.project,
+        region=vertex.region,
+        network=vertex.network,
+        labels=dict(vertex.labels),
+    )
+
+
+# --- KFP ---------------------------------------------------------------------------------
+
+
+def kfp_client(request: SubmitRequest) -> Any:
+    """A kfp.Client for the request's host.
+
+    kfp.Client calls the server's healthz endpoint while it is constructed (to detect a
+    multi-user deployment) unless a namespace other than 'kubeflow' is given.
+    """
+    import kfp
+
+    return kfp.Client(host=request.host, namespace=request.namespace)
+
+
+def submit_kfp(request: SubmitRequest, client: Any | None = None) -> str:
+    """Create a run from the compiled package; returns the run id."""
+    client = client or kfp_client(request)
+    result = client.create_run_from_pipeline_package(
+        request.spec_path,
+        arguments=request.parameters,
+        run_name=request.run_name,
+        experiment_name=request.experiment,
+        enable_caching=request.enable_caching,
+        service_account=request.service_account or None,
+    )
+    return str(result.run_id)
+
+
+def schedule_kfp(request: SubmitRequest, client: Any | None = None) -> str:
+    """Create a recurring run (cron) from the compiled package; returns its id."""
+    client = client or kfp_client(request)
+    experiment = client.create_experiment(request.experiment)
+    recurring = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=request.run_name,
+        cron_expression=request.cron,
+        pipeline_package_path=request.spec_path,
+        params=request.parameters,
+        enable_caching=request.enable_caching,
+        service_account=request.service_account or None,
+        max_concurrency=1,
+    )
+    return str(recurring.recurring_run_id)
+
+
+# --- Vertex AI -----------------------------------------------------------------------------
+
+
+def vertex_job(request: SubmitRequest, credentials: Any | None = None) -> Any:
+    """The aiplatform.PipelineJob of the request, built offline (no network call)."""
+    from google.cloud import aiplatform
+
+    aiplatform.init(project=request.project, location=request.region, credentials=credentials)
+    return aiplatform.PipelineJob(
+        display_name=request.run_name,
+        template_path=request.spec_path,
+        pipeline_root=request.pipeline_root,
+        parameter_values=dict(request.parameters),
+        enable_caching=request.enable_caching,
+        labels=dict(request.labels),
+        job_id=request.run_name,
+        project=request.project,
+        location=request.region,
+        credentials=credentials,
+    )
+
+
+def vertex_job_body(job: Any) -> dict[str, Any]:
+    """The PipelineJob resource that `submit` sends, as a dict."""
+    resource = job._gca_resource
+    body: dict[str, Any] = type(resource).to_dict(resource)
+    return body
+
+
+def submit_vertex(request: SubmitRequest, job: Any | None = None) -> str:
+    """Submit the PipelineJob with the service account and network; returns its name."""
+    job = job or vertex_job(request)
+    job.submit(service_account=request.service_account or None, network=request.network or None)
+    return str(job.resource_name)
+
+
+def schedule_vertex(request: SubmitRequest, job: Any | None = None) -> str:
+    """Create a PipelineJobSchedule (cron) for the PipelineJob; returns its name."""
+    job = job or vertex_job(request)
+    schedule = job.create_schedule(
+        cron=request.cron,
+        display_name=request.run_name,
+        max_concurrent_run_count=1,
+        service_account=request.service_account or None,
+        network=request.network or None,
+    )
+    return str(schedule.resource_name)
+
+
+def dry_run_payload(request: SubmitRequest) -> dict[str, Any]:
+    """The request and, for Vertex, the PipelineJob body built offline (anonymous credentials)."""
+    payload: dict[str, Any] = {"request": asdict(request)}
+    if request.runner == "vertex":
+        from google.auth.credentials import AnonymousCredentials
+
+        body = vertex_job_body(vertex_job(request, credentials=AnonymousCredentials()))
+        body.pop("pipelineSpec", None)  # the spec is the file named in the request
+        body.pop("pipeline_spec", None)
+        payload["pipeline_job"] = body
+        payload["submit"] = {
+            "service_account": request.service_account,
+            "network": request.network,
+        }
+    return payload
+
+
+def submit(request: SubmitRequest) -> str:
+    return submit_kfp(request) if request.runner == "kfp" else submit_vertex(request)
+
+
+def schedule(request: SubmitRequest) -> str:
+    if not request.cron:
+        raise ConfigError("a schedule needs --cron, e.g. --cron '0 2 * * *'")
+    return schedule_kfp(request) if request.runner == "kfp" else schedule_vertex(request)
+
+
+__all__ = [
+    "SubmitRequest",
+    "build_request",
+    "default_run_name",
+    "dry_run_payload",
+    "kfp_client",
+    "schedule",
+    "submit",
+    "vertex_job",
+    "vertex_job_body",
+]

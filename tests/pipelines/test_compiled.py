@@ -1,0 +1,87 @@
+"""Golden compiled specs: every environment recompiled into tmp must equal pipelines/compiled/."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alphafactory.config import available_environments, load_environment
+from pipelines.local import COMPILED_DIR, compile_all
+
+ENVIRONMENTS = ["central-dev", "integration-test", "local-dev", "local-integration",
+                "production", "staging"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("compiled")
+    compile_all(folder)
+    return folder
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def test_six_environments() -> None:
+    assert available_environments() == ENVIRONMENTS
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_compiled_spec_is_up_to_date(env: str, fresh: Path) -> None:
+    golden = COMPILED_DIR / f"{env}.yaml"
+    assert golden.is_file(), f"{golden} is missing: run `make compile`"
+    assert (fresh / f"{env}.yaml").read_text() == golden.read_text(), (
+        f"{golden} is stale: run `make compile` and commit the result"
+    )
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_spec_carries_the_environment(env: str) -> None:
+    config = load_environment(env, use_env_vars=False)
+    docs = _docs(COMPILED_DIR / f"{env}.yaml")
+    spec = docs[0]
+    default = spec["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"]
+    assert json.loads(default) == config.model_dump(mode="json")
+    executors = spec["deploymentSpec"]["executors"]
+    images = {name: e["container"]["image"] for name, e in executors.items()}
+    assert set(images.values()) <= {config.images.cpu, config.images.gpu}
+    tune = executors["exec-tune-stage"]["container"]
+    expected = config.images.gpu if config.resources.tune.image == "gpu" else config.images.cpu
+    assert tune["image"] == expected
+    resources = tune.get("resources", {})
+    assert resources.get("resourceCpuLimit") == config.resources.tune.cpu
+    assert resources.get("resourceMemoryLimit") == config.resources.tune.memory
+    accelerator = resources.get("accelerator", {})
+    assert accelerator.get("resourceType") == config.resources.tune.accelerator_type
+    if config.runner == "vertex":
+        assert len(docs) == 1  # aiplatform.PipelineJob cannot load a second document
+    if config.node_pools and config.runner == "kfp":
+        platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        tune_stages = ["exec-tune-stage", "exec-tune-stage-2", "exec-tune-stage-3"]
+        assert sorted(platform) == ["exec-train-shard", *tune_stages, "exec-tune-stage-4"]
+
+
+def test_production_runs_gpu_stages_on_the_gpu_pool() -> None:
+    spec, platform = _docs(COMPILED_DIR / "production.yaml")
+    train = spec["deploymentSpec"]["executors"]["exec-train-shard"]["container"]
+    assert train["resources"]["accelerator"] == {
+        "count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
+        "type": "nvidia.com/gpu",
+    }  # fmt: skip
+    assert train["image"].endswith("alphafactory-gpu@sha256:" + "9" + "f" * 63)
+    pool = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-shard"]
+    assert pool == {
+        "nodeSelector": {"labels": {"cloud.google.com/gke-nodepool": "gpu-pool"}},
+        "tolerations": [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}],
+    }
+
+
+def test_staging_spec_is_vertex_shaped() -> None:
+    (spec,) = _docs(COMPILED_DIR / "staging.yaml")
+    train = spec["deploymentSpec"]["executors"]["exec-train-shard"]["container"]["resources"]
+    assert train["accelerator"]["type"] == "NVIDIA_L4"
+    assert train["resourceCpuLimit"] == "8" and train["resourceMemoryLimit"] == "32Gi"
+    assert "platforms" not in spec
