@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from alphafactory.config.models import GridConfig
 
@@ -50,6 +51,27 @@ class Variant:
             move_threshold=float(raw["move_threshold"]),
             horizon=int(raw["horizon"]),
         )
+
+
+_VARIANT_ID = re.compile(
+    r"^(?P<symbol>.+)_w(?P<window>\d+)_(?P<swing>high|low)"
+    r"_s(?P<std>[0-9.e+-]+)_m(?P<move>[0-9.e+-]+)_h(?P<horizon>\d+)$"
+)
+
+
+def parse_variant_id(variant_id: str) -> Variant:
+    """The variant a `variant_id` names (the inverse of `Variant.variant_id`)."""
+    match = _VARIANT_ID.match(variant_id)
+    if match is None:
+        raise ValueError(f"not a variant id: {variant_id!r}")
+    return Variant(
+        symbol=match["symbol"],
+        window=int(match["window"]),
+        swing_type=cast(SwingType, match["swing"]),
+        std_threshold=float(match["std"]),
+        move_threshold=float(match["move"]),
+        horizon=int(match["horizon"]),
+    )
 
 
 def group_id(symbol: str, window: int, swing_type: str) -> str:

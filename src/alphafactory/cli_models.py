@@ -1,0 +1,309 @@
+"""`alphafactory models …` and `alphafactory cache …`: the registry and the model cache."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.prompt import IntPrompt
+from rich.table import Table
+
+from alphafactory.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from alphafactory.config import EnvironmentConfig
+    from alphafactory.registry import ModelCache, ModelRegistry, RegisteredModel
+    from alphafactory.stages.evaluate import Score
+
+T = TypeVar("T")
+
+models_app = typer.Typer(help="Registered production models.", no_args_is_help=True)
+cache_app = typer.Typer(help="The cache of production fits.", no_args_is_help=True)
+console = Console()
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name or YAML path.")]
+RunsOption = Annotated[
+    Path | None, typer.Option(help="Folder of local runs (default: the env's pipeline_root).")
+]
+
+
+def _guard(action: Callable[[], T]) -> T:
+    from alphafactory.cli import _guarded
+
+    return _guarded(action)
+
+
+def _runs_dir(env: str, runs_dir: Path | None) -> Path:
+    from alphafactory.config import load_environment
+
+    return Path(runs_dir or load_environment(env).pipeline_root).resolve()
+
+
+def _pipeline_root(root: str) -> str:
+    """A URI pipeline root as it is; a local one as an absolute path."""
+    return root if "://" in root else str(Path(root).resolve())
+
+
+def open_registry(env: str, runs_dir: Path | None) -> ModelRegistry:
+    """The environment's registry, or the SQLite registry of local runs."""
+    from alphafactory.config import load_environment
+    from alphafactory.registry import ModelRegistry
+    from alphafactory.stages.publish import local_registry_root
+
+    config = load_environment(env)
+    if config.registry.tracking_uri:
+        return ModelRegistry(config.registry.tracking_uri)
+    root = local_registry_root(_runs_dir(env, runs_dir))
+    if not (root / "mlflow.db").exists():
+        raise ConfigError(
+            f"no model registry at {root}; run `alphafactory run` first, or pass --runs-dir"
+        )
+    return ModelRegistry(root=root)
+
+
+def choose_model(
+    candidates: list[RegisteredModel], request: str, interactive: bool | None = None
+) -> RegisteredModel:
+    """One model from several that fit `request`: a numbered choice on a terminal, else an error."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ModelError(f"no registered model matches {request!r}; see `alphafactory models list`")
+    on_terminal = sys.stdin.isatty() if interactive is None else interactive
+    names = [m.model_id for m in candidates]
+    if not on_terminal:
+        raise ModelError(
+            f"{len(candidates)} models match {request!r}: {', '.join(names)}; give a full id"
+        )
+    for index, model in enumerate(candidates, start=1):
+        console.print(f"  {index}. {model.model_id}  {model.display_name}", highlight=False)
+    choice = IntPrompt.ask(
+        "Which model", choices=[str(i) for i in range(1, len(names) + 1)], console=console
+    )
+    return candidates[choice - 1]
+
+
+def resolve_model(
+    registry: ModelRegistry, request: str, interactive: bool | None = None
+) -> RegisteredModel:
+    """A model id (`name/version`), a display name, or any unique part of them."""
+    try:
+        return registry.get(request)
+    except ModelError:
+        pass
+    everything = registry.list_models()
+    matching = [m for m in everything if request in m.model_id or request in m.display_name]
+    return choose_model(matching, request, interactive)
+
+
+@models_app.command("list")
+def list_models(
+    model_type: Annotated[str | None, typer.Option(help="e.g. lightgbm")] = None,
+    grade: Annotated[str | None, typer.Option(help="Exact grade: S, A+, A, A-, B+ … F")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol's models")] = None,
+    champions: Annotated[bool, typer.Option(help="Only each group's champion")] = False,
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+) -> None:
+    """Registered models with versions, grades and aliases."""
+    registry = _guard(lambda: open_registry(env, runs_dir))
+    models = _guard(lambda: registry.list_models(model_type=model_type, grade=grade, symbol=symbol))
+    aliases = _aliases(registry, models)
+    if champions:
+        models = [m for m in models if "champion" in aliases[m.model_id]]
+    table = Table(title=f"{len(models)} registered models")
+    for header in ("id", "name", "version", "grade", "symbol", "aliases"):
+        table.add_column(header)
+    for model in models:
+        table.add_row(
+            model.model_id,
+            model.display_name,
+            str(model.semver),
+            model.grade,
+            model.symbol,
+            ", ".join(aliases[model.model_id]),
+        )
+    console.print(table)
+
+
+def _aliases(registry: ModelRegistry, models: list[RegisteredModel]) -> dict[str, list[str]]:
+    """Aliases per model id. Version searches do not return aliases on every MLflow store
+    (SQLite leaves them empty), so the champion is looked up per registered model."""
+    from alphafactory.registry import CHAMPION
+
+    found = {model.model_id: sorted(model.aliases) for model in models}
+    for name in sorted({model.name for model in models}):
+        champion = _guard(lambda name=name: registry.champion(name))  # type: ignore[misc]
+        if champion is not None and champion.model_id in found:
+            found[champion.model_id] = sorted({*found[champion.model_id], CHAMPION})
+    return found
+
+
+@models_app.command("info")
+def info(
+    model: Annotated[str, typer.Argument(help="Model id, display name or a unique part")],
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+) -> None:
+    """Lineage, checksum, metrics and parameters of one model."""
+    registry = _guard(lambda: open_registry(env, runs_dir))
+    chosen = _guard(lambda: resolve_model(registry, model))
+    details = _guard(lambda: registry.info(chosen.model_id))
+    lineage = details.lineage
+    table = Table(title=chosen.display_name, show_header=False)
+    rows = [
+        ("id", chosen.model_id),
+        ("version", str(chosen.semver)),
+        ("grade", chosen.grade),
+        ("group / symbol", f"{chosen.group} / {chosen.symbol}"),
+        ("aliases", ", ".join(chosen.aliases) or "—"),
+        ("sha256", details.sha256),
+        ("data hash", lineage.data_hash),
+        ("features", f"{len(lineage.feature_list)} (hash {lineage.feature_hash[:12]})"),
+        ("parent models", ", ".join(lineage.parent_model_ids) or "—"),
+        ("pipeline run", lineage.pipeline_run_id or "—"),
+        *[(f"metric {k}", f"{v:.4f}") for k, v in sorted(details.metrics.items())],
+        *[(f"param {k}", str(v)) for k, v in sorted(details.params.items())],
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@models_app.command("benchmark")
+def benchmark(
+    data: Annotated[str, typer.Argument(help="Bars (parquet/CSV path or URI) to score on")],
+    models: Annotated[str, typer.Option(help="Comma-separated model ids or unique parts")],
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+) -> None:
+    """Average precision of several models on the same bars, side by side."""
+    from alphafactory.config import load_environment
+
+    config = _guard(lambda: load_environment(env))
+    registry = _guard(lambda: open_registry(env, runs_dir))
+    requests = [part.strip() for part in models.split(",") if part.strip()]
+    table = Table(title=f"benchmark on {data}")
+    for header in ("model", "variant", "rows", "average precision", "grade"):
+        table.add_column(header)
+    with tempfile.TemporaryDirectory() as scratch:
+        for request in requests:
+            chosen, variant_id, score = _guard(
+                partial(_score, registry, request, scratch, data, config)
+            )
+            table.add_row(
+                chosen.model_id,
+                variant_id,
+                str(score.rows),
+                f"{score.average_precision:.4f}",
+                chosen.grade,
+            )
+    console.print(table)
+
+
+def _score(
+    registry: ModelRegistry, request: str, scratch: str, data: str, config: EnvironmentConfig
+) -> tuple[RegisteredModel, str, Score]:
+    from alphafactory.stages.evaluate import score_model
+
+    chosen = resolve_model(registry, request)
+    path = registry.download(chosen.model_id, scratch)
+    variant_id = str(registry.info(chosen.model_id).params["variant_id"])
+    return chosen, variant_id, score_model(Path(path), variant_id, data, config.features.scale)
+
+
+def _cache(env: str, runs_dir: Path | None) -> ModelCache:
+    from alphafactory.registry import ModelCache
+
+    return ModelCache(_runs_dir(env, runs_dir) / "cache")
+
+
+AgeOption = Annotated[str | None, typer.Option(help="Only entries older than this: 30m, 12h, 7d")]
+
+
+@cache_app.command("list")
+def cache_list(
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol's entries")] = None,
+    older_than: AgeOption = None,
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+) -> None:
+    """Cached production fits, oldest first."""
+    from alphafactory.registry import parse_age
+
+    age = _guard(lambda: parse_age(older_than)) if older_than else None
+    cache = _guard(lambda: _cache(env, runs_dir))
+    entries = cache.list(symbol=symbol, older_than=age)
+    table = Table(title=f"{len(entries)} cached models")
+    for header in ("key", "symbol", "created", "variant", "AP"):
+        table.add_column(header)
+    for entry in entries:
+        metadata = entry.metadata
+        ap = metadata.get("average_precision")
+        table.add_row(
+            entry.key[:16],
+            entry.symbol,
+            entry.created.strftime("%Y-%m-%d %H:%M:%S"),
+            str(metadata.get("variant_id", "—")),
+            f"{ap:.4f}" if isinstance(ap, float) else "—",
+        )
+    console.print(table)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol's entries")] = None,
+    older_than: AgeOption = None,
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+) -> None:
+    """Delete cached fits (all, or filtered by symbol and age)."""
+    from alphafactory.registry import parse_age
+
+    age = _guard(lambda: parse_age(older_than)) if older_than else None
+    cache = _guard(lambda: _cache(env, runs_dir))
+    removed = cache.clear(symbol=symbol, older_than=age)
+    console.print(f"removed {removed} cached models", highlight=False)
+
+
+def infer_command(
+    live: Annotated[
+        bool, typer.Option("--live", help="Predict the bars that arrived since the last run.")
+    ] = False,
+    env: EnvOption = "local-dev",
+    runs_dir: RunsOption = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Bars to predict on (path or URI); default: the env's data source."),
+    ] = None,
+    first_bars: Annotated[
+        int, typer.Option(min=1, help="Bars a group's first live run predicts.")
+    ] = 500,
+) -> None:
+    """Predict new bars with every group's champion and append them idempotently."""
+    from alphafactory.config import load_environment
+    from alphafactory.stages.live import run_live
+
+    if not live:
+        raise typer.BadParameter(
+            "only --live is supported here; batch inference is the infer stage of "
+            "`alphafactory run`",
+            param_hint="--live",
+        )
+    config = _guard(lambda: load_environment(env))
+    registry = _guard(lambda: open_registry(env, runs_dir))
+    folder = str(runs_dir.resolve()) if runs_dir else _pipeline_root(config.pipeline_root)
+    result = _guard(lambda: run_live(config, folder, registry, data=data, first_bars=first_bars))
+    table = Table(title=f"live predictions: {result.added} new, {result.rows_total} in all")
+    for header in ("group", "model", "new rows"):
+        table.add_column(header)
+    for group, model_id in sorted(result.models.items()):
+        table.add_row(group, model_id, str(result.rows_added.get(group, 0)))
+    console.print(table)
+    console.print(f"live file: {result.path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,179 @@
+"""`alphafactory models …` and `alphafactory cache …` on the registry and cache of a tiny run."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_run import TinyRuns, clone_runs
+from typer.testing import CliRunner
+
+from alphafactory.cli import app
+from alphafactory.cli_models import resolve_model
+from alphafactory.data.bars import write_bars
+from alphafactory.data.synthetic import generate_bars
+from alphafactory.errors import ModelError
+from alphafactory.registry import ModelCache, ModelRegistry
+from alphafactory.stages.evaluate import score_model
+
+WIDE = {"COLUMNS": "250"}
+MODEL_ID = re.compile(r"alphafactory\.[A-Za-z0-9_]+/\d+")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
+    return clone_runs(tiny_runs, tmp_path_factory.mktemp("cli-models"))
+
+
+@pytest.fixture(scope="module")
+def env(runs: TinyRuns) -> str:
+    return str(runs.write_env(runs.runs_dir.parent))
+
+
+@pytest.fixture(scope="module")
+def registry(runs: TinyRuns) -> ModelRegistry:
+    return ModelRegistry(root=runs.runs_dir / "registry")
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=WIDE)
+    return result.exit_code, result.output
+
+
+def listed(*options: str, env: str) -> set[str]:
+    code, output = invoke("models", "list", "--env", env, *options)
+    assert code == 0, output
+    ids = set(MODEL_ID.findall(output))
+    assert f"{len(ids)} registered models" in output
+    return ids
+
+
+def test_list_all_and_filtered(env: str, registry: ModelRegistry) -> None:
+    everything = registry.list_models()
+    assert listed(env=env) == {m.model_id for m in everything} and len(everything) == 8
+    assert (
+        listed("--symbol", "BTC", env=env)
+        == {m.model_id for m in everything if m.symbol == "BTC"}
+        == {f"alphafactory.BTC_w{w}_{t}/1" for w in (3, 10) for t in ("high", "low")}
+    )
+    assert listed("--model-type", "lightgbm", env=env) == {m.model_id for m in everything}
+    assert listed("--model-type", "xgboost", env=env) == set()
+    for grade in {m.grade for m in everything}:
+        expected = {m.model_id for m in everything if m.grade == grade}
+        assert listed("--grade", grade, env=env) == expected
+    assert listed("--champions", env=env) == {m.model_id for m in everything}
+
+
+def test_list_with_runs_dir_override(runs: TinyRuns, tmp_path: Path) -> None:
+    elsewhere = {**runs.settings, "pipeline_root": str(tmp_path / "empty")}
+    other_env = TinyRuns(runs.runs_dir, runs.data_uri, elsewhere).write_env(tmp_path)
+    code, output = invoke("models", "list", "--env", str(other_env))
+    assert code == 2 and "no model registry at" in output and "Traceback" not in output
+    ids = listed("--runs-dir", str(runs.runs_dir), env=str(other_env))
+    assert len(ids) == 8
+
+
+def test_info_shows_lineage_and_checksum(env: str, registry: ModelRegistry, runs: TinyRuns) -> None:
+    model = registry.get("alphafactory.ETH_w3_low/1")
+    details = registry.info(model.model_id)
+    code, output = invoke("models", "info", model.model_id, "--env", env)
+    assert code == 0, output
+    assert model.sha256 in output
+    assert details.lineage.data_hash == runs.plan["data_hash"]
+    assert details.lineage.data_hash in output
+    assert (
+        f"{len(details.lineage.feature_list)} (hash {details.lineage.feature_hash[:12]})" in output
+    )
+    assert "run-1" in output and "champion" in output
+    assert str(details.params["variant_id"]) in output
+
+
+def test_ambiguous_partial_id_fails_with_one_line(env: str, registry: ModelRegistry) -> None:
+    code, output = invoke("models", "info", "ETH_w10", "--env", env)
+    assert code == 2
+    assert "Traceback" not in output and "Which model" not in output
+    [line] = [line for line in output.splitlines() if line.strip()]
+    assert line.startswith("error: 2 models match 'ETH_w10': ")
+    assert set(MODEL_ID.findall(line)) == {
+        "alphafactory.ETH_w10_high/1",
+        "alphafactory.ETH_w10_low/1",
+    }
+
+
+def test_unique_partial_id_resolves(env: str) -> None:
+    code, output = invoke("models", "info", "BTC_w3_high", "--env", env)
+    assert code == 0 and "alphafactory.BTC_w3_high/1" in output
+
+
+def test_interactive_choice_picks_the_numbered_model(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("7\n2\n"))  # 7 is out of range: asked again
+    chosen = resolve_model(registry, "BTC_w10", interactive=True)
+    assert chosen.model_id == "alphafactory.BTC_w10_low/1"
+    shown = capsys.readouterr().out
+    assert "1. alphafactory.BTC_w10_high/1" in shown and "2. alphafactory.BTC_w10_low/1" in shown
+
+
+def test_resolve_without_terminal_raises(registry: ModelRegistry) -> None:
+    with pytest.raises(ModelError, match=r"4 models match 'BTC'.*give a full id"):
+        resolve_model(registry, "BTC", interactive=False)
+    with pytest.raises(ModelError, match=r"no registered model matches 'SOL'"):
+        resolve_model(registry, "SOL", interactive=False)
+
+
+def test_benchmark_prints_the_ap_of_each_model(
+    env: str, registry: ModelRegistry, runs: TinyRuns, tmp_path: Path
+) -> None:
+    data = str(tmp_path / "holdout.parquet")
+    write_bars(generate_bars(["BTC", "ETH"], n_bars=1200, seed=11), data)
+    ids = ["alphafactory.BTC_w3_high/1", "alphafactory.ETH_w10_low/1"]
+    code, output = invoke("models", "benchmark", "--models", ",".join(ids), data, "--env", env)
+    assert code == 0, output
+    for model_id in ids:
+        [row] = [line for line in output.splitlines() if model_id in line]
+        printed = float(re.findall(r"\b[01]\.\d{4}\b", row)[0])
+        variant_id = str(registry.info(model_id).params["variant_id"])
+        path = registry.download(model_id, tmp_path / model_id.replace("/", "_"))
+        expected = score_model(path, variant_id, data, runs.config.features.scale)
+        assert 0.0 <= printed <= 1.0
+        assert printed == pytest.approx(expected.average_precision, abs=5e-5)
+        assert variant_id in row and str(expected.rows) in row
+
+
+def test_benchmark_unknown_model_is_one_line(env: str, tmp_path: Path) -> None:
+    code, output = invoke(
+        "models", "benchmark", "--models", "nope", str(tmp_path / "x.parquet"), "--env", env
+    )
+    assert code == 2 and "no registered model matches 'nope'" in output
+    assert "Traceback" not in output
+
+
+def test_cache_list_and_clear(runs: TinyRuns, env: str, tmp_path: Path) -> None:
+    # a private copy of the cache: clearing must not disturb the other tests
+    local = clone_runs(runs, tmp_path)
+    cache = ModelCache(local.runs_dir / "cache")
+    assert len(cache.list()) == 8
+    runs_dir = str(local.runs_dir)
+    code, output = invoke("cache", "list", "--env", env, "--runs-dir", runs_dir)
+    assert code == 0 and "8 cached models" in output
+    code, output = invoke("cache", "list", "--symbol", "ETH", "--env", env, "--runs-dir", runs_dir)
+    assert code == 0 and "4 cached models" in output
+    code, output = invoke(
+        "cache", "list", "--older-than", "1d", "--env", env, "--runs-dir", runs_dir
+    )
+    assert code == 0 and "0 cached models" in output
+    clear = ("cache", "clear", "--symbol", "BTC", "--older-than", "0s")
+    code, output = invoke(*clear, "--env", env, "--runs-dir", runs_dir)
+    assert code == 0 and "removed 4 cached models" in output
+    assert sorted(entry.symbol for entry in cache.list()) == ["ETH"] * 4
+    code, output = invoke("cache", "clear", "--env", env, "--runs-dir", runs_dir)
+    assert code == 0 and "removed 4 cached models" in output and cache.list() == []
+
+
+def test_cache_bad_age_is_one_line(env: str) -> None:
+    code, output = invoke("cache", "clear", "--older-than", "soon", "--env", env)
+    assert code == 2 and "age 'soon' is not valid" in output and "Traceback" not in output

@@ -1,0 +1,166 @@
+"""The publish step of the infer stage: registry versions, grades, checksums, lineage and
+champions after a tiny run, and what a rerun on identical inputs does (cache hits, patch bump)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import lightgbm as lgb
+import pytest
+from tiny_run import TinyRuns, clone_runs
+
+from alphafactory.errors import ModelError
+from alphafactory.registry import (
+    CHAMPION,
+    GRADES,
+    ModelRegistry,
+    RegisteredModel,
+    SemVer,
+    registered_model_name,
+    sha256_file,
+)
+from alphafactory.stages import run_infer, run_train_shard
+from alphafactory.stages.common import RunLayout
+from alphafactory.stages.infer import trained_models
+
+
+@dataclass(frozen=True)
+class Rerun:
+    runs: TinyRuns
+    registry: ModelRegistry
+    shard_seconds: list[float]
+    shard_files: list[dict[str, Any]]
+    published: dict[str, dict[str, Any]]
+
+
+def _registry(runs: TinyRuns) -> ModelRegistry:
+    return ModelRegistry(root=runs.runs_dir / "registry")
+
+
+def _published(runs: TinyRuns) -> dict[str, dict[str, Any]]:
+    return dict(json.loads((runs.run_dir / "infer" / "registry.json").read_text()))
+
+
+def _production_models(runs: TinyRuns) -> dict[str, dict[str, Any]]:
+    return trained_models(RunLayout(str(runs.run_dir)), len(runs.plan["shards"]))
+
+
+@pytest.fixture(scope="module")
+def first(tiny_runs: TinyRuns) -> TinyRuns:
+    return tiny_runs
+
+
+@pytest.fixture(scope="module")
+def rerun(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> Rerun:
+    """train + infer once more on a copy of the finished run: identical inputs."""
+    runs = clone_runs(tiny_runs, tmp_path_factory.mktemp("publish-rerun"))
+    config, root = runs.config, str(runs.run_dir)
+    seconds, files = [], []
+    for shard in range(len(runs.plan["shards"])):
+        started = time.perf_counter()
+        run_train_shard(config, root, shard)
+        seconds.append(time.perf_counter() - started)
+        path = runs.run_dir / "train" / "shards" / f"shard-{shard:03d}.json"
+        files.append(json.loads(path.read_text()))
+    run_infer(config, root)
+    return Rerun(runs, _registry(runs), seconds, files, _published(runs))
+
+
+def _version(registry: ModelRegistry, gid: str, semver: str) -> RegisteredModel:
+    name = registered_model_name(gid)
+    found = [m for m in registry.list_models(group=gid) if str(m.semver) == semver]
+    assert len(found) == 1, (name, semver, found)
+    return found[0]
+
+
+def test_every_production_model_is_registered_as_1_0_0(first: TinyRuns) -> None:
+    models = _production_models(first)
+    registry = _registry(first)
+    registered = registry.list_models()
+    assert len(models) == 8
+    assert sorted(m.group for m in registered) == sorted(models)
+    assert {str(m.semver) for m in registered} == {"1.0.0"}
+    assert {m.name for m in registered} == {registered_model_name(g) for g in models}
+    assert all(m.model_type == "lightgbm" for m in registered)
+    assert _published(first) == {
+        m.group: {
+            "model_id": m.model_id,
+            "display_name": m.display_name,
+            "semver": "1.0.0",
+            "grade": m.grade,
+            "champion": True,
+        }
+        for m in registered
+    }
+
+
+def test_grades_checksums_and_lineage(first: TinyRuns) -> None:
+    registry = _registry(first)
+    plan = first.plan
+    for gid, fitted in _production_models(first).items():
+        model = _version(registry, gid, "1.0.0")
+        model_file = first.run_dir / "train" / "models" / f"{gid}.txt"
+        assert model.grade in GRADES
+        assert model.symbol == fitted["variant"]["symbol"]
+        assert model.sha256 == sha256_file(model_file)
+        info = registry.info(model.model_id)
+        assert info.tags["sha256"] == sha256_file(model_file)
+        assert info.lineage.data_hash == plan["data_hash"]
+        assert info.lineage.feature_list == tuple(
+            lgb.Booster(model_file=str(model_file)).feature_name()
+        )
+        assert info.lineage.parent_model_ids == ()
+        assert info.lineage.pipeline_run_id == "run-1"
+        assert info.params["variant_id"] == fitted["variant_id"]
+        assert info.metrics["ap"] == pytest.approx(fitted["average_precision"])
+
+
+def test_champion_alias_points_at_each_group_model(first: TinyRuns) -> None:
+    registry = _registry(first)
+    for gid in _production_models(first):
+        champion = registry.champion(registered_model_name(gid))
+        assert champion is not None
+        assert champion.semver == SemVer(1, 0, 0)
+        assert CHAMPION in champion.aliases
+
+
+def test_rerun_takes_every_production_fit_from_the_cache(rerun: Rerun) -> None:
+    entries = [entry for shard in rerun.shard_files for entry in shard.values()]
+    assert len(entries) == 8
+    assert all(entry["cache_hit"] is True for entry in entries)
+    assert all(seconds < 1.0 for seconds in rerun.shard_seconds), rerun.shard_seconds
+    print(f"cached train shards took {[round(s, 3) for s in rerun.shard_seconds]} s")
+
+
+def test_rerun_on_same_data_bumps_the_patch_version(rerun: Rerun) -> None:
+    """Same variant, same features, same data: a 'params' change, so 1.0.0 -> 1.0.1."""
+    registry = rerun.registry
+    assert {g: p["semver"] for g, p in rerun.published.items()} == {
+        g: "1.0.1" for g in rerun.published
+    }
+    for gid in rerun.published:
+        earlier, later = _version(registry, gid, "1.0.0"), _version(registry, gid, "1.0.1")
+        assert later.sha256 == earlier.sha256  # the cached file is the same model
+        assert registry.info(later.model_id).lineage.parent_model_ids == (earlier.model_id,)
+        # equal AP keeps the newest version champion (ties promote)
+        champion = registry.champion(registered_model_name(gid))
+        assert champion is not None and champion.model_id == later.model_id
+    assert len(registry.list_models()) == 16
+
+
+def test_tampered_artifact_is_refused_by_download(rerun: Rerun, tmp_path: Path) -> None:
+    registry = rerun.registry
+    model = registry.list_models()[0]
+    source = urlparse(registry.info(model.model_id).source).path
+    stored = Path(source) / model.artifact_file
+    original = stored.read_bytes()
+    assert registry.download(model.model_id, tmp_path / "good").read_bytes() == original
+    stored.write_bytes(original.replace(b"tree", b"TREE", 1))
+    with pytest.raises(ModelError, match=r"sha256 .* was recorded: the file was modified"):
+        registry.download(model.model_id, tmp_path / "bad")
+    assert not (tmp_path / "bad" / model.artifact_file).exists()
