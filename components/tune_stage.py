@@ -10,13 +10,15 @@ from components import RUNTIME_IMAGE
 def tune_stage(config_json: str, shard_spec: dict, stage: int, metrics: Output[Metrics]) -> str:
     """Fit the shard's variants for one tuning stage."""
     from alphafactory.runtime import config_from_json, log_metrics, setup_logging
-    from alphafactory.stages import run_tune_shard
+    from alphafactory.stages import run_search_shard, run_tune_shard
 
     setup_logging()
     run_dir, shard = str(shard_spec["run_dir"]), int(shard_spec["shard"])
-    if stage != 1:
-        raise ValueError(f"tune stage {stage} is not available yet; only stage 1 runs")
-    log_metrics(metrics, run_tune_shard(config_from_json(config_json), run_dir, shard))
+    config = config_from_json(config_json)
+    if stage == 1:
+        log_metrics(metrics, run_tune_shard(config, run_dir, shard))
+    else:
+        log_metrics(metrics, run_search_shard(config, run_dir, shard, stage))
     return f"tune stage {stage} shard {shard}"
 
 
@@ -26,8 +28,12 @@ def select_winners(
 ) -> str:
     """Fan-in: the best variant of every group after a tuning stage."""
     from alphafactory.runtime import config_from_json, log_metrics, setup_logging
-    from alphafactory.stages import run_select_winners
+    from alphafactory.stages import run_select_search, run_select_winners
 
     setup_logging()
-    log_metrics(metrics, run_select_winners(config_from_json(config_json), run_dir))
+    config = config_from_json(config_json)
+    if stage == 1:
+        log_metrics(metrics, run_select_winners(config, run_dir))
+    else:
+        log_metrics(metrics, run_select_search(config, run_dir, stage))
     return f"stage {stage}: {len(shard_results)} shards"

@@ -1,4 +1,4 @@
-"""The `alphafactory` command line: run the pipeline locally, compile it, list environments."""
+"""The `alphafactory` command line: run locally, compile, submit, schedule, promote, list envs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=False)
+# Wide enough for the winners table when output goes to a file or a pipe.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 T = TypeVar("T")
@@ -53,11 +54,18 @@ def run(
     runs_dir: Annotated[
         Path | None, typer.Option(help="Where run folders go (default: the env's pipeline_root).")
     ] = None,
+    force_retrain: Annotated[
+        bool, typer.Option("--force-retrain", help="Ignore the model cache for production fits.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local and print the run folder."""
     from pipelines.local import prepare_local_run, run_locally
 
-    plan = _guarded(lambda: prepare_local_run(env, grid=grid, data=data, runs_dir=runs_dir))
+    plan = _guarded(
+        lambda: prepare_local_run(
+            env, grid=grid, data=data, runs_dir=runs_dir, force_retrain=force_retrain
+        )
+    )
     console.print(
         f"[bold]alphafactory[/] env [cyan]{plan.config.name}[/]: {plan.summary}", highlight=False
     )
@@ -71,21 +79,35 @@ def run(
 
 
 def _print_winners(run_dir: Path) -> None:
+    from alphafactory import io
     from alphafactory.stages.common import RunLayout, read_plan
     from alphafactory.stages.infer import trained_models
     from alphafactory.stages.report import winner_rows
 
     layout = RunLayout(str(run_dir))
     plan = read_plan(layout)
-    rows = winner_rows(layout, plan, trained_models(layout, len(plan.shards)))
+    published = io.read_json(layout.path("infer", "registry.json"))
+    rows = winner_rows(layout, plan, trained_models(layout, len(plan.shards)), published)
     table = Table(title=f"{len(rows)} group winners", show_lines=False)
-    for header in ("group", "winning variant", "stage-1 AP", "production AP"):
-        table.add_column(
-            header, justify="left" if "group" in header or "variant" in header else "right"
-        )
+    for header, justify in (
+        ("group", "left"),
+        ("winning variant", "left"),
+        ("stage-1 AP", "right"),
+        ("stage-4 AP", "right"),
+        ("production AP", "right"),
+        ("version", "right"),
+        ("grade", "left"),
+    ):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
-            row["group"], row["variant"], _number(row["stage1_ap"]), _number(row["production_ap"])
+            row["group"],
+            row["variant"],
+            _number(row["stage1_ap"]),
+            _number(row["stage4_ap"]),
+            _number(row["production_ap"]),
+            row["version"] or "—",
+            row["grade"] or "—",
         )
     console.print(table)
 
@@ -98,12 +120,109 @@ def _number(value: Any) -> str:
 def compile(  # noqa: A001 - the command is called compile
     env: EnvOption = "local-dev",
     output: Annotated[Path | None, typer.Option(help="Where to write the YAML spec.")] = None,
+    all_envs: Annotated[
+        bool, typer.Option("--all", help="Compile every environment to pipelines/compiled/.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 when a compiled spec is stale."),
+    ] = False,
 ) -> None:
-    """Compile the pipeline for one environment to a YAML spec."""
-    from pipelines.local import compile_pipeline
+    """Compile the pipeline for one environment (or --all) to pipelines/compiled/<env>.yaml."""
+    from pipelines.local import compile_all, compile_pipeline, stale_specs
 
+    if check:
+        stale = _guarded(lambda: stale_specs(output))
+        if stale:
+            errors.print(
+                f"[bold red]stale:[/] {', '.join(stale)}; run `make compile` and commit",
+                highlight=False,
+            )
+            raise typer.Exit(code=1)
+        console.print("compiled specs are up to date", highlight=False)
+        return
+    if all_envs:
+        for path in _guarded(lambda: compile_all(output)):
+            console.print(f"compiled {path.stem} → {path}", highlight=False)
+        return
     path = _guarded(lambda: compile_pipeline(env, output))
     console.print(f"compiled {env} → {path}", highlight=False)
+
+
+RunNameOption = Annotated[
+    str | None,
+    typer.Option(help="Run name / Vertex job id (default: alphafactory-<env>-<UTC time>)."),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print the request as JSON; contact nothing.")
+]
+
+
+@app.command()
+def submit(
+    env: EnvOption = "local-integration",
+    run_name: RunNameOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Submit the environment's compiled pipeline: kfp.Client (KFP) or PipelineJob (Vertex)."""
+    from pipelines import submit as submission
+
+    request = _guarded(lambda: submission.build_request(env, run_name=run_name))
+    if dry_run:
+        payload = _guarded(lambda: submission.dry_run_payload(request))
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        return
+    run_id = _guarded(lambda: submission.submit(request))
+    console.print(f"submitted {request.run_name} to {request.runner}: {run_id}", highlight=False)
+
+
+@app.command()
+def schedule(
+    env: EnvOption = "production",
+    cron: Annotated[
+        str,
+        typer.Option(
+            help="Cron expression. KFP: 6 fields with seconds ('0 0 2 * * *'); "
+            "Vertex: 5 fields ('0 2 * * *'), optionally prefixed with 'TZ=Area/City '."
+        ),
+    ] = "",
+    run_name: RunNameOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Create a recurring run: KFP create_recurring_run or Vertex PipelineJob.create_schedule."""
+    from pipelines import submit as submission
+
+    request = _guarded(lambda: submission.build_request(env, run_name=run_name, cron=cron))
+    if not cron:
+        _guarded(lambda: submission.schedule(request))  # raises the 'needs --cron' error
+    if dry_run:
+        payload = _guarded(lambda: submission.dry_run_payload(request))
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        return
+    name = _guarded(lambda: submission.schedule(request))
+    console.print(f"scheduled {request.run_name} ({cron}) on {request.runner}: {name}")
+
+
+@app.command()
+def promote(
+    source: Annotated[str, typer.Option("--from", help="Environment that validated the images.")],
+    target: Annotated[str, typer.Option("--to", help="Environment to promote them to.")],
+    dry_run: DryRunOption = False,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="Registry to read the source's champions from (default: its own)."),
+    ] = None,
+    root: Annotated[Path, typer.Option(help="Repository checkout to edit.")] = Path("."),
+) -> None:
+    """GitOps promotion: copy image digests and the spec reference; print the diff."""
+    from pipelines.promote import promote as run_promotion
+
+    result = _guarded(
+        lambda: run_promotion(root, source, target, dry_run=dry_run, tracking_uri=tracking_uri)
+    )
+    sys.stdout.write(result.diff or "nothing to change\n")
+    verb = "would change" if dry_run else "changed"
+    errors.print(f"{verb}: {', '.join(result.files)}", highlight=False)
 
 
 @app.command()
@@ -141,6 +260,17 @@ def show_config(env: EnvOption = "local-dev") -> None:
 
     config = _guarded(lambda: load_environment(env))
     sys.stdout.write(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+
+
+def _register_subcommands() -> None:
+    from alphafactory.cli_models import cache_app, infer_command, models_app
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(cache_app, name="cache")
+    app.command("infer")(infer_command)
+
+
+_register_subcommands()
 
 
 def main() -> None:

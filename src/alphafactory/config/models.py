@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from alphafactory.registry.grades import GRADES
 
 
 class _Strict(BaseModel):
@@ -110,6 +114,37 @@ class TuneConfig(_Strict):
     min_rows: int = Field(
         default=60, ge=10, description="variants with fewer event rows are skipped"
     )
+    budget_core_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="compute budget of all tune stages in core-seconds; None: unbounded",
+    )
+    budget_shares: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.25, 2: 0.15, 3: 0.35, 4: 0.25},
+        description="share of the budget per stage; unspent budget carries forward",
+    )
+    stage_trials: dict[int, int] = Field(
+        default_factory=lambda: {2: 30, 3: 20, 4: 20},
+        description="most trials per study in stages 2-4 (the budget may stop them earlier)",
+    )
+    stage_early_stopping: dict[int, int] = Field(
+        default_factory=lambda: {2: 40, 3: 40, 4: 50},
+        description="early-stopping patience of stages 2-4 (stage 1 uses early_stopping)",
+    )
+    n_folds: int = Field(default=5, ge=2, description="rolling-window CV folds of stage 3")
+    top_k: int = Field(default=5, ge=1, description="stage-2 trials that shape stage 3's space")
+    storage_url: str = Field(
+        default="", description="shared Optuna storage (PostgreSQL URL); empty: a file per study"
+    )
+
+    @field_validator("budget_shares")
+    @classmethod
+    def _shares(cls, shares: dict[int, float]) -> dict[int, float]:
+        if set(shares) != {1, 2, 3, 4} or any(v < 0 for v in shares.values()):
+            raise ValueError("needs a share >= 0 for each of the stages 1, 2, 3, 4")
+        if sum(shares.values()) > 1.0001:
+            raise ValueError("shares must sum to at most 1")
+        return shares
 
 
 class TrainConfig(_Strict):
@@ -118,6 +153,9 @@ class TrainConfig(_Strict):
     num_rounds: int = Field(default=1000, ge=1)
     early_stopping: int = Field(default=50, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
+    force_retrain: bool = Field(
+        default=False, description="retrain even when the model cache holds an identical fit"
+    )
 
 
 class LightGBMConfig(_Strict):
@@ -132,12 +170,149 @@ class ParallelismConfig(_Strict):
     shards: int = Field(default=12, ge=1, le=100)
     lgbm_threads: int = Field(default=1, ge=1)
     concurrent_fits: int = Field(default=1, ge=1)
+    parallel_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        description="tasks of one ParallelFor running at once; None: one per shard",
+    )
 
 
 class RegistryConfig(_Strict):
     """MLflow tracking/registry URI; empty means a SQLite file in the run folder's parent."""
 
     tracking_uri: str = ""
+    registry_uri: str = Field(
+        default="", description="MLflow model registry URI when it differs from tracking_uri"
+    )
+
+
+_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
+_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+_DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+_VERTEX_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]+$")
+_K8S_RESOURCE = re.compile(r"^[a-z0-9.-]+/[a-z0-9.-]+$")
+_CLOUD_TRACKING_SCHEMES = ("postgresql", "mysql", "mssql", "http://", "https://", "databricks")
+STAGES: tuple[str, ...] = ("default", "prepare", "screen", "tune", "train", "infer")
+"""Resource stages: `default` covers the small control and fan-in tasks."""
+
+
+class ImagesConfig(_Strict):
+    """Runtime images; cloud environments must pin them by digest (`name@sha256:...`)."""
+
+    cpu: str = "ghcr.io/alphafactory/alphafactory-cpu:0.1.0"
+    gpu: str = "ghcr.io/alphafactory/alphafactory-gpu:0.1.0"
+
+
+class StageResources(_Strict):
+    """What one stage's tasks ask for. Unset values leave the backend's defaults.
+
+    On Kubernetes KFP the accelerator is a resource name (`nvidia.com/gpu`); on Vertex AI it
+    is an accelerator enum (`NVIDIA_L4`) and Vertex picks the machine shape from cpu/memory.
+    """
+
+    cpu: str | None = Field(default=None, description="CPU limit: '2', '500m'")
+    memory: str | None = Field(default=None, description="memory limit: '8Gi', '512Mi'")
+    image: Literal["cpu", "gpu"] = "cpu"
+    accelerator_type: str | None = None
+    accelerator_count: int = Field(default=0, ge=0)
+    node_pool: str | None = Field(default=None, description="a name from node_pools")
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        if value is not None and not _CPU.match(value):
+            raise ValueError("use a number of cores such as '2', '0.5' or '500m'")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError("use a quantity such as '8Gi', '512Mi' or '4G'")
+        return value
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> StageResources:
+        if self.accelerator_count and not self.accelerator_type:
+            raise ValueError("accelerator_count > 0 needs accelerator_type")
+        if self.accelerator_type and not self.accelerator_count:
+            raise ValueError("accelerator_type is set but accelerator_count is 0")
+        return self
+
+
+class ResourcesConfig(_Strict):
+    """Per-stage resources; `default` applies to the control and fan-in tasks."""
+
+    default: StageResources = Field(default_factory=StageResources)
+    prepare: StageResources = Field(default_factory=StageResources)
+    screen: StageResources = Field(default_factory=StageResources)
+    tune: StageResources = Field(default_factory=StageResources)
+    train: StageResources = Field(default_factory=StageResources)
+    infer: StageResources = Field(default_factory=StageResources)
+
+
+class TolerationConfig(_Strict):
+    """A Kubernetes toleration for a tainted node pool (e.g. GPU nodes)."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
+class NodePoolConfig(_Strict):
+    """A Kubernetes node pool: the labels that select it and the taints it carries."""
+
+    node_selector: dict[str, str] = Field(min_length=1)
+    tolerations: list[TolerationConfig] = Field(default_factory=list)
+
+
+class KfpConfig(_Strict):
+    """Kubeflow Pipelines submission; the `KFP_HOST` environment variable overrides `host`."""
+
+    host: str = ""
+    namespace: str = "kubeflow"
+    experiment: str = "alphafactory"
+    service_account: str = ""
+    enable_caching: bool = False
+
+
+class VertexConfig(_Strict):
+    """Vertex AI Pipelines submission."""
+
+    project: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    service_account: str = ""
+    network: str = Field(default="", description="projects/<number>/global/networks/<name>")
+    labels: dict[str, str] = Field(default_factory=dict)
+    enable_caching: bool = False
+
+
+class PromotionConfig(_Strict):
+    """GitOps promotion: the overlay this environment deploys and its promotion gate.
+
+    `promoted_from` and `source_spec_sha256` are written by `alphafactory promote`: the
+    environment the images came from and the SHA-256 of that environment's compiled spec.
+    """
+
+    overlay: str | None = Field(default=None, description="manifests/overlays/<overlay>")
+    min_grade: str = "B"
+    promoted_from: str | None = None
+    source_spec_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("min_grade")
+    @classmethod
+    def _grade(cls, value: str) -> str:
+        if value not in GRADES:
+            raise ValueError(f"unknown grade; use one of {', '.join(GRADES)}")
+        return value
+
+
+def _key_error(loc: tuple[str | int, ...], value: Any, message: str) -> ValidationError:
+    """A validation error located at `loc`, so the loader's message names the key."""
+    error = PydanticCustomError("environment", message)
+    details = InitErrorDetails(type=error, loc=loc, input=value)
+    return ValidationError.from_exception_data("EnvironmentConfig", [details])
 
 
 class EnvironmentConfig(_Strict):
@@ -157,3 +332,113 @@ class EnvironmentConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     parallelism: ParallelismConfig = Field(default_factory=ParallelismConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    scope: Literal["local", "cloud"] = Field(
+        default="local", description="cloud environments must pin images by digest"
+    )
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    node_pools: dict[str, NodePoolConfig] = Field(default_factory=dict)
+    kfp: KfpConfig = Field(default_factory=KfpConfig)
+    vertex: VertexConfig | None = None
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+
+    @model_validator(mode="after")
+    def _platform(self) -> EnvironmentConfig:
+        for problem in self._problems():
+            raise _key_error(*problem)
+        return self
+
+    def _problems(self) -> list[tuple[tuple[str | int, ...], Any, str]]:
+        found: list[tuple[tuple[str | int, ...], Any, str]] = []
+        if self.runner == "vertex" and self.vertex is None:
+            found.append(
+                (
+                    ("vertex",),
+                    None,
+                    "runner 'vertex' needs a vertex section (project, region, service_account)",
+                )
+            )
+        if self.scope == "cloud":
+            if self.runner == "local":
+                found.append(
+                    (
+                        ("runner",),
+                        self.runner,
+                        "a cloud environment runs on 'kfp' or 'vertex', not 'local'",
+                    )
+                )
+            for key in ("cpu", "gpu"):
+                image = getattr(self.images, key)
+                if not _DIGEST.match(image):
+                    found.append(
+                        (
+                            ("images", key),
+                            image,
+                            "a cloud environment must pin "
+                            "images by digest: <name>@sha256:<64 hex digits>",
+                        )
+                    )
+            if not self.pipeline_root.startswith("gs://"):
+                found.append(
+                    (
+                        ("pipeline_root",),
+                        self.pipeline_root,
+                        "a cloud environment needs a gs:// pipeline root",
+                    )
+                )
+            uri = self.registry.tracking_uri
+            if not uri.startswith(_CLOUD_TRACKING_SCHEMES):
+                found.append(
+                    (
+                        ("registry", "tracking_uri"),
+                        uri,
+                        "a cloud environment needs "
+                        "a shared tracking server: postgresql+psycopg2://... or "
+                        "http(s)://<mlflow server>",
+                    )
+                )
+        for stage in STAGES:
+            resources: StageResources = getattr(self.resources, stage)
+            loc: tuple[str | int, ...] = ("resources", stage)
+            kind = resources.accelerator_type
+            if resources.node_pool is not None and resources.node_pool not in self.node_pools:
+                known = ", ".join(sorted(self.node_pools)) or "none defined"
+                found.append(
+                    ((*loc, "node_pool"), resources.node_pool, f"not a key of node_pools ({known})")
+                )
+            if self.runner == "vertex":
+                if kind is not None and not _VERTEX_ACCELERATOR.match(kind):
+                    found.append(
+                        (
+                            (*loc, "accelerator_type"),
+                            kind,
+                            "Vertex AI wants an "
+                            "accelerator enum such as NVIDIA_L4 or NVIDIA_TESLA_T4",
+                        )
+                    )
+                if resources.node_pool is not None:
+                    found.append(
+                        (
+                            (*loc, "node_pool"),
+                            resources.node_pool,
+                            "Vertex AI has no node pools; use accelerator_type",
+                        )
+                    )
+            elif kind is not None and not _K8S_RESOURCE.match(kind):
+                found.append(
+                    (
+                        (*loc, "accelerator_type"),
+                        kind,
+                        "Kubernetes wants an extended resource name such as nvidia.com/gpu",
+                    )
+                )
+        if self.runner == "vertex" and self.node_pools:
+            found.append(
+                (
+                    ("node_pools",),
+                    sorted(self.node_pools),
+                    "Vertex AI has no node pools; leave node_pools empty",
+                )
+            )
+        return found

@@ -213,6 +213,7 @@ def fit_variant(
     *,
     min_rows: int,
     keep_model: bool = False,
+    callbacks: Sequence[Callable[..., None]] = (),
 ) -> FitResult:
     """Fit one variant with early stopping on multi_logloss; score by average precision."""
     started = time.perf_counter()
@@ -233,7 +234,7 @@ def fit_variant(
         train,
         num_boost_round=num_rounds,
         valid_sets=[valid],
-        callbacks=[lgb.early_stopping(early_stopping, verbose=False)],
+        callbacks=[*callbacks, lgb.early_stopping(early_stopping, verbose=False)],
     )
     probabilities = booster.predict(
         group.valid_matrix[rows.valid_index], num_iteration=booster.best_iteration

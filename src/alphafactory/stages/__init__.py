@@ -8,6 +8,7 @@ from __future__ import annotations
 from alphafactory.stages.infer import run_infer
 from alphafactory.stages.prepare import run_prepare
 from alphafactory.stages.screen import run_screen_aggregate, run_screen_shard
+from alphafactory.stages.search import run_search_shard, run_select_search
 from alphafactory.stages.train import run_train_shard
 from alphafactory.stages.tune import run_select_winners, run_tune_shard
 
@@ -16,6 +17,8 @@ __all__ = [
     "run_prepare",
     "run_screen_aggregate",
     "run_screen_shard",
+    "run_search_shard",
+    "run_select_search",
     "run_select_winners",
     "run_train_shard",
     "run_tune_shard",

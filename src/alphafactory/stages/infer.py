@@ -12,6 +12,7 @@ import polars as pl
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.stages.common import Matrix, RunLayout, load_matrix, read_plan
+from alphafactory.stages.publish import publish_models
 from alphafactory.stages.report import write_report
 from alphafactory.targets.swing import CLASS_NAMES
 
@@ -54,7 +55,13 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         frames.append(predict_group(booster, matrix, gid, fitted["variant_id"]))
     predictions = pl.concat(frames) if frames else pl.DataFrame()
     io.write_parquet(layout.predictions, predictions)
-    write_report(config, layout, plan, models)
+    published = publish_models(config, layout, plan, models)
+    if config.runner == "vertex":
+        from alphafactory.cloud import publish_to_vertex
+
+        publish_to_vertex(config, published, run_dir=run_dir)
+    io.write_json(layout.path("infer", "registry.json"), published)
+    write_report(config, layout, plan, models, published)
     aps = [m["average_precision"] for m in models.values()]
     return {
         "models": len(models),
@@ -62,4 +69,6 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         "mean_ap": float(np.mean(aps)) if aps else 0.0,
         "min_ap": float(np.min(aps)) if aps else 0.0,
         "max_ap": float(np.max(aps)) if aps else 0.0,
+        "models_registered": len(published),
+        "champions_promoted": sum(1 for p in published.values() if p["champion"]),
     }

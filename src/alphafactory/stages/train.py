@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from alphafactory import io
+from alphafactory import __version__, io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.metrics import class_confusion
 from alphafactory.models.lightgbm_shard import FitResult, fit_variant
 from alphafactory.models.variants import Variant
-from alphafactory.stages.common import RunLayout, load_matrix, read_plan
+from alphafactory.registry.cache import ModelCache
+from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import load_group
+from alphafactory.stages.search import tuned_params
 from alphafactory.targets.swing import CLASS_NAMES
 
 log = logging.getLogger(__name__)
+MODEL_FILE = "model.txt"
 
 
 def production_params(config: EnvironmentConfig, tuned: dict[str, Any]) -> dict[str, Any]:
@@ -62,29 +67,75 @@ def run_train_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict
     """Fit each winner of this shard's groups for production and save its model file."""
     layout = RunLayout(run_dir)
     plan = read_plan(layout)
-    stage1 = io.read_json(layout.tune_winners(1))
-    winners, tuned = stage1["winners"], stage1["params"]
+    winners = io.read_json(layout.tune_winners(1))["winners"]
     selected = io.read_json(layout.selected_features)
     matrix = load_matrix(layout, selected)
-    params = production_params(config, tuned)
     trained: dict[str, Any] = {}
     for gid in plan.shards[shard]:
         if gid not in winners:
             continue
         variant = next(v for v in plan.groups[gid] if v.variant_id == winners[gid]["variant_id"])
+        params = production_params(config, tuned_params(config, layout, gid))
         trained[gid] = _train_group(layout, plan, matrix, config, variant, params)
     io.write_json(layout.train_shard(shard), trained)
     aps = [t["average_precision"] for t in trained.values() if t["status"] == "ok"]
     return {"models_trained": len(aps), "mean_ap": float(np.mean(aps)) if aps else 0.0}
 
 
+def model_cache(run_dir: str) -> ModelCache:
+    """The model cache beside the run folders (`<runs>/cache`), shared by every run."""
+    return ModelCache(Path(run_dir).resolve().parent / "cache")
+
+
 def _train_group(
     layout: RunLayout,
-    plan: Any,
-    matrix: Any,
+    plan: Plan,
+    matrix: Matrix,
     config: EnvironmentConfig,
     variant: Variant,
     params: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit one winner, or take an identical earlier fit from the model cache."""
+    key_parts = {
+        "data_hash": plan.data_hash,
+        "variant": variant.to_dict(),
+        "params": params,
+        "features": matrix.names,
+        "cutoff": plan.cutoff,
+        "train": config.train.model_dump(exclude={"force_retrain"}),
+        "split": config.split.model_dump(),
+        "code_version": __version__,
+    }
+
+    def fit_into(folder: Path) -> dict[str, Any]:
+        return _fit_production(layout, plan, matrix, config, variant, params, folder)
+
+    if "://" in layout.root:  # remote run folders (cluster runs) are not cached locally
+        with tempfile.TemporaryDirectory() as folder:
+            described = fit_into(Path(folder))
+            _publish_model(layout, variant, Path(folder))
+            return described
+    entry = model_cache(layout.root).get_or_train(
+        key_parts, fit_into, symbol=variant.symbol, force=config.train.force_retrain
+    )
+    _publish_model(layout, variant, entry.path)
+    return {**entry.metadata, "cache_hit": entry.hit}
+
+
+def _publish_model(layout: RunLayout, variant: Variant, folder: Path) -> None:
+    model_file = folder / MODEL_FILE
+    if model_file.exists():
+        io.write_text(layout.model(variant.group_id), model_file.read_text())
+
+
+def _fit_production(
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    config: EnvironmentConfig,
+    variant: Variant,
+    params: dict[str, Any],
+    folder: Path,
 ) -> dict[str, Any]:
     group = load_group(layout, plan, matrix, config, [variant])
     if group is None:
@@ -100,6 +151,10 @@ def _train_group(
     )
     if result.status != "ok" or result.booster is None:
         return result.summary()
-    io.write_text(layout.model(variant.group_id), result.booster.model_to_string())
+    result.booster.save_model(str(folder / MODEL_FILE))
     log.info("train: %s AP %.4f", variant.group_id, result.average_precision)
-    return {**describe_fit(result, group.feature_names), "variant": variant.to_dict()}
+    return {
+        **describe_fit(result, group.feature_names),
+        "variant": variant.to_dict(),
+        "params": params,
+    }

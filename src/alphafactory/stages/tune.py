@@ -12,6 +12,7 @@ from alphafactory.config.models import EnvironmentConfig
 from alphafactory.models.lightgbm_shard import fit_many, fit_variant
 from alphafactory.stages.common import RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import base_params, load_group
+from alphafactory.stages.search import budget_path, new_budget
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ def run_select_winners(config: EnvironmentConfig, run_dir: str) -> dict[str, Any
     winners = pick_winners(rows)
     if not winners:
         raise RuntimeError("tune stage 1: no variant could be fitted; see the shard tables")
+    budget = new_budget(config)
+    spent = sum(float(r.get("seconds", 0.0)) for r in rows) * config.parallelism.lgbm_threads
+    budget.charge(1, spent, trials=sum(1 for r in rows if r["status"] == "ok"))
+    budget.save(budget_path(layout))
     io.write_json(layout.tune_winners(1), {"winners": winners, "params": default_params(config)})
     io.write_json(layout.path("tune", "stage1", "variants.json"), rows)
     missing = sorted(set(plan.groups) - set(winners))
@@ -92,4 +97,6 @@ def run_select_winners(config: EnvironmentConfig, run_dir: str) -> dict[str, Any
         "groups_with_winner": len(winners),
         "groups_without_winner": len(missing),
         "mean_winner_ap": sum(aps) / len(aps),
+        "planned_core_seconds": budget.planned(1),
+        "used_core_seconds": budget.used(1),
     }
