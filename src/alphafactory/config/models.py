@@ -131,6 +131,12 @@ class TuneConfig(_Strict):
         default_factory=lambda: {2: 40, 3: 40, 4: 50},
         description="early-stopping patience of stages 2-4 (stage 1 uses early_stopping)",
     )
+    elimination: bool = Field(
+        default=False,
+        description="stage 1 by successive halving: all variants briefly, the best third on",
+    )
+    elimination_first_rounds: int = Field(default=10, ge=1)
+    elimination_eta: int = Field(default=3, ge=2)
     n_folds: int = Field(default=5, ge=2, description="rolling-window CV folds of stage 3")
     top_k: int = Field(default=5, ge=1, description="stage-2 trials that shape stage 3's space")
     storage_url: str = Field(

@@ -204,6 +204,24 @@ def build_group(
     return GroupData(group_id, names, base_train, base_valid, valid_matrix, rows)
 
 
+def check_variant(group: GroupData, variant_id: str, min_rows: int) -> FitResult:
+    """A fresh result, marked `too_few_rows` or `single_class` when the variant cannot be fit."""
+    rows = group.rows[variant_id]
+    result = FitResult(
+        variant_id, "ok", n_train=len(rows.train_index), n_valid=len(rows.valid_index)
+    )
+    if result.n_train < min_rows or result.n_valid < max(10, min_rows // 5):
+        result.status = "too_few_rows"
+    elif len(np.unique(rows.train_label)) < 2 or len(np.unique(rows.valid_label)) < 2:
+        result.status = "single_class"
+    return result
+
+
+def variant_params(params: Mapping[str, Any], n_train: int) -> dict[str, Any]:
+    """`params` with min_child_samples at 1 % of the variant's training rows (at least 5)."""
+    return {**params, "min_child_samples": max(5, round(0.01 * n_train))}
+
+
 def fit_variant(
     group: GroupData,
     variant_id: str,
@@ -218,17 +236,11 @@ def fit_variant(
     """Fit one variant with early stopping on multi_logloss; score by average precision."""
     started = time.perf_counter()
     rows = group.rows[variant_id]
-    result = FitResult(
-        variant_id, "ok", n_train=len(rows.train_index), n_valid=len(rows.valid_index)
-    )
-    if result.n_train < min_rows or result.n_valid < max(10, min_rows // 5):
-        result.status = "too_few_rows"
-        return result
-    if len(np.unique(rows.train_label)) < 2 or len(np.unique(rows.valid_label)) < 2:
-        result.status = "single_class"
+    result = check_variant(group, variant_id, min_rows)
+    if result.status != "ok":
         return result
     train, valid = group.datasets(variant_id)
-    full_params = {**params, "min_child_samples": max(5, round(0.01 * result.n_train))}
+    full_params = variant_params(params, result.n_train)
     booster = lgb.train(
         full_params,
         train,

@@ -9,7 +9,8 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
-from alphafactory.models.lightgbm_shard import fit_many, fit_variant
+from alphafactory.models.elimination import HalvingSchedule, fit_group_halving
+from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_many, fit_variant
 from alphafactory.stages.common import RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import base_params, load_group
 from alphafactory.stages.search import budget_path, new_budget
@@ -28,6 +29,29 @@ def default_params(config: EnvironmentConfig) -> dict[str, Any]:
     }
 
 
+def fit_stage1(
+    group: GroupData, variant_ids: list[str], params: dict[str, Any], config: EnvironmentConfig
+) -> list[FitResult]:
+    """Every variant of a group: fully, or by successive halving when `tune.elimination`."""
+    settings = config.tune
+    if settings.elimination:
+        schedule = HalvingSchedule(settings.elimination_first_rounds, settings.elimination_eta)
+        return fit_group_halving(
+            group, variant_ids, params, settings.num_rounds, settings.early_stopping,
+            min_rows=settings.min_rows, schedule=schedule,
+            concurrent_fits=config.parallelism.concurrent_fits,
+        ).results  # fmt: skip
+    fit = partial(
+        fit_variant,
+        group,
+        params=params,
+        num_rounds=settings.num_rounds,
+        early_stopping=settings.early_stopping,
+        min_rows=settings.min_rows,
+    )
+    return fit_many([partial(fit, vid) for vid in variant_ids], config.parallelism.concurrent_fits)
+
+
 def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[str, Any]:
     """Fit every variant of one shard on the selected features; write one row per variant."""
     layout = RunLayout(run_dir)
@@ -44,17 +68,7 @@ def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[
                 {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"} for v in variants
             )
             continue
-        fit = partial(
-            fit_variant,
-            group,
-            params=params,
-            num_rounds=config.tune.num_rounds,
-            early_stopping=config.tune.early_stopping,
-            min_rows=config.tune.min_rows,
-        )
-        results = fit_many(
-            [partial(fit, v.variant_id) for v in variants], config.parallelism.concurrent_fits
-        )
+        results = fit_stage1(group, [v.variant_id for v in variants], params, config)
         rows.extend({**r.summary(), "group_id": gid} for r in results)
         log.info("tune stage 1: group %s done (%d variants)", gid, len(variants))
     io.write_json(layout.tune_shard(1, shard), rows)
