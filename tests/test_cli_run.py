@@ -62,7 +62,8 @@ def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["run", "--env", str(env), "--runs-dir", str(runs)])
     assert result.exit_code == 0, result.output
-    folders = [p for p in runs.iterdir() if p.name != ".kfp"]
+    shared = {".kfp", "cache", "registry"}  # kfp.local's root, model cache, SQLite registry
+    folders = [p for p in runs.iterdir() if p.name not in shared]
     assert len(folders) == 1 and folders[0].suffix == ""
     run_dir = folders[0]
     assert f"run folder: {run_dir}" in result.output.replace("\n", "")

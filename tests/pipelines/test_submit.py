@@ -103,7 +103,8 @@ def test_kfp_submit_sends_the_compiled_spec_with_run_root(kfp_server: FakeKfpSer
     assert sent_spec == spec
     assert run["pipeline_spec"]["platform_spec"] == platform
     selectors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert sorted(selectors) == ["exec-train-shard", "exec-tune-stage"]
+    tune_stages = ["exec-tune-stage", "exec-tune-stage-2", "exec-tune-stage-3"]
+    assert sorted(selectors) == ["exec-train-shard", *tune_stages, "exec-tune-stage-4"]
 
 
 def test_kfp_host_comes_from_the_environment_variable(
