@@ -29,7 +29,7 @@ import polars as pl
 from alphafactory.config import load_environment, with_data_uri
 from alphafactory.features import build_feature_matrix
 from alphafactory.metrics import average_precision
-from alphafactory.models.variants import Variant
+from alphafactory.models.variants import Variant, variant_grid
 from alphafactory.stages import (
     run_prepare,
     run_screen_aggregate,
@@ -72,16 +72,7 @@ def holdout_rows(
     bars: pl.DataFrame, variant: Variant, features: pl.DataFrame, start: Any
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Feature rows and labels of the variant's events inside the held-out period."""
-    from alphafactory.config.models import GridConfig
-
-    grid = GridConfig(
-        windows=[variant.window],
-        swing_types=[variant.swing_type],
-        std_thresholds=[variant.std_threshold],
-        move_thresholds=[variant.move_threshold],
-        horizons=[variant.horizon],
-    )
-    targets = build_targets(bars, grid, [variant.symbol])[variant.group_id]
+    targets = build_targets(bars, variant_grid(variant), [variant.symbol])[variant.group_id]
     events = targets.filter(
         pl.col(variant.variant_id).is_not_null() & (pl.col("timestamp") >= start)
     )

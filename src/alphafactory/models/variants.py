@@ -78,6 +78,17 @@ def group_id(symbol: str, window: int, swing_type: str) -> str:
     return f"{symbol}_w{window}_{swing_type}"
 
 
+def variant_grid(variant: Variant) -> GridConfig:
+    """The one-variant grid that reproduces `variant` (to rebuild its targets elsewhere)."""
+    return GridConfig(
+        windows=[variant.window],
+        swing_types=[variant.swing_type],
+        std_thresholds=[variant.std_threshold],
+        move_thresholds=[variant.move_threshold],
+        horizons=[variant.horizon],
+    )
+
+
 def expand_grid(grid: GridConfig, symbols: Sequence[str]) -> list[Variant]:
     """Every variant of the grid for these symbols, in a stable order."""
     axes = itertools.product(

@@ -9,12 +9,11 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import GridConfig
 from alphafactory.data.bars import load_bars
 from alphafactory.errors import DataError, ModelError
 from alphafactory.features import build_feature_matrix
 from alphafactory.metrics import average_precision
-from alphafactory.models.variants import parse_variant_id
+from alphafactory.models.variants import parse_variant_id, variant_grid
 from alphafactory.targets.swing import build_targets
 
 
@@ -40,14 +39,7 @@ def score_model(model_path: Path, variant_id: str, data_uri: str, scale: str) ->
             f"{model_path.name} needs {len(missing)} features absent from {data_uri} "
             f"(first: {missing[0]}); score on bars with the same symbols and feature scale"
         )
-    grid = GridConfig(
-        windows=[variant.window],
-        swing_types=[variant.swing_type],
-        std_thresholds=[variant.std_threshold],
-        move_thresholds=[variant.move_threshold],
-        horizons=[variant.horizon],
-    )
-    targets = build_targets(bars, grid, [variant.symbol])[variant.group_id]
+    targets = build_targets(bars, variant_grid(variant), [variant.symbol])[variant.group_id]
     labelled = targets.filter(pl.col(variant_id).is_not_null())
     rows = labelled.join(features, on="timestamp", how="left")
     if rows.height == 0:
