@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 models_app = typer.Typer(help="Registered production models.", no_args_is_help=True)
 cache_app = typer.Typer(help="The cache of production fits.", no_args_is_help=True)
-console = Console()
+# Wide enough for the tables when output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name or YAML path.")]
 RunsOption = Annotated[
@@ -162,7 +163,7 @@ def info(
         ("version", str(chosen.semver)),
         ("grade", chosen.grade),
         ("group / symbol", f"{chosen.group} / {chosen.symbol}"),
-        ("aliases", ", ".join(chosen.aliases) or "—"),
+        ("aliases", ", ".join(_aliases(registry, [chosen])[chosen.model_id]) or "—"),
         ("sha256", details.sha256),
         ("data hash", lineage.data_hash),
         ("features", f"{len(lineage.feature_list)} (hash {lineage.feature_hash[:12]})"),
