@@ -28,11 +28,6 @@ def exists(uri: str) -> bool:
     return bool(fs.exists(path))
 
 
-def makedirs(uri: str) -> None:
-    fs, path = _fs(uri)
-    fs.makedirs(path, exist_ok=True)
-
-
 def list_files(uri: str, suffix: str = "") -> list[str]:
     """Files directly under `uri` whose names end with `suffix`, sorted by name."""
     fs, path = _fs(uri)

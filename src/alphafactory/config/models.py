@@ -187,9 +187,6 @@ class RegistryConfig(_Strict):
     """MLflow tracking/registry URI; empty means a SQLite file in the run folder's parent."""
 
     tracking_uri: str = ""
-    registry_uri: str = Field(
-        default="", description="MLflow model registry URI when it differs from tracking_uri"
-    )
 
 
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
