@@ -11,6 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
+from tiny_run import TINY_STAGE_SETTINGS
 
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.errors import DataError
@@ -34,25 +35,7 @@ def tiny_config(n_bars: int = 1500) -> EnvironmentConfig:
             "name": "test-tiny",
             "runner": "local",
             "data": {"source": "synthetic", "symbols": SYMBOLS, "n_bars": n_bars, "seed": 7},
-            "features": {"scale": "small"},
-            "grid": {
-                "windows": [3, 10],
-                "swing_types": ["high", "low"],
-                "std_thresholds": [1.0],
-                "move_thresholds": [1.0],
-                "horizons": [6],
-            },
-            "parallelism": {"shards": 2, "lgbm_threads": 1, "concurrent_fits": 1},
-            "lightgbm": {"max_bin": 31},
-            "screen": {
-                "num_rounds": 20,
-                "subsample_rows": 5000,
-                "select_min": 20,
-                "select_max": 40,
-                "variants_per_group": 0,
-            },
-            "tune": {"num_rounds": 30, "min_rows": 30},
-            "train": {"num_rounds": 50},
+            **TINY_STAGE_SETTINGS,
         }
     )
 

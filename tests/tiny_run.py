@@ -38,6 +38,30 @@ def tiny_bars(n_bars: int = TINY_BARS) -> pl.DataFrame:
     return bars.group_by("symbol", maintain_order=True).head(n_bars).sort("symbol", "timestamp")
 
 
+TINY_STAGE_SETTINGS: dict[str, Any] = {
+    "features": {"scale": "small"},
+    "grid": {
+        "windows": [3, 10],
+        "swing_types": ["high", "low"],
+        "std_thresholds": [1.0],
+        "move_thresholds": [1.0],
+        "horizons": [6],
+    },
+    "parallelism": {"shards": 2, "lgbm_threads": 1, "concurrent_fits": 1},
+    "lightgbm": {"max_bin": 31},
+    "screen": {
+        "num_rounds": 20,
+        "subsample_rows": 5000,
+        "select_min": 20,
+        "select_max": 40,
+        "variants_per_group": 0,
+    },
+    "tune": {"num_rounds": 30, "min_rows": 30},
+    "train": {"num_rounds": 50},
+}
+"""Everything but data and paths of the tiny environment: 8 groups of one variant each."""
+
+
 def tiny_settings(data_uri: str, pipeline_root: str) -> dict[str, Any]:
     """Settings of a tiny environment: 2 symbols, 8 groups of one variant, few rounds."""
     return {
@@ -45,25 +69,7 @@ def tiny_settings(data_uri: str, pipeline_root: str) -> dict[str, Any]:
         "runner": "local",
         "pipeline_root": pipeline_root,
         "data": {"source": "uri", "uri": data_uri, "symbols": TINY_SYMBOLS},
-        "features": {"scale": "small"},
-        "grid": {
-            "windows": [3, 10],
-            "swing_types": ["high", "low"],
-            "std_thresholds": [1.0],
-            "move_thresholds": [1.0],
-            "horizons": [6],
-        },
-        "parallelism": {"shards": 2, "lgbm_threads": 1, "concurrent_fits": 1},
-        "lightgbm": {"max_bin": 31},
-        "screen": {
-            "num_rounds": 20,
-            "subsample_rows": 5000,
-            "select_min": 20,
-            "select_max": 40,
-            "variants_per_group": 0,
-        },
-        "tune": {"num_rounds": 30, "min_rows": 30},
-        "train": {"num_rounds": 50},
+        **TINY_STAGE_SETTINGS,
     }
 
 

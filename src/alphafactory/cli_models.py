@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -225,6 +226,16 @@ def _cache(env: str, runs_dir: Path | None) -> ModelCache:
     return ModelCache(_runs_dir(env, runs_dir) / "cache")
 
 
+def _cache_and_age(
+    env: str, runs_dir: Path | None, older_than: str | None
+) -> tuple[ModelCache, timedelta | None]:
+    """The cache of the runs folder and the parsed `--older-than` (errors: one line, exit 2)."""
+    from alphafactory.registry import parse_age
+
+    age = _guard(lambda: parse_age(older_than)) if older_than else None
+    return _guard(lambda: _cache(env, runs_dir)), age
+
+
 AgeOption = Annotated[str | None, typer.Option(help="Only entries older than this: 30m, 12h, 7d")]
 
 
@@ -236,10 +247,7 @@ def cache_list(
     runs_dir: RunsOption = None,
 ) -> None:
     """Cached production fits, oldest first."""
-    from alphafactory.registry import parse_age
-
-    age = _guard(lambda: parse_age(older_than)) if older_than else None
-    cache = _guard(lambda: _cache(env, runs_dir))
+    cache, age = _cache_and_age(env, runs_dir, older_than)
     entries = cache.list(symbol=symbol, older_than=age)
     table = Table(title=f"{len(entries)} cached models")
     for header in ("key", "symbol", "created", "variant", "AP"):
@@ -265,10 +273,7 @@ def cache_clear(
     runs_dir: RunsOption = None,
 ) -> None:
     """Delete cached fits (all, or filtered by symbol and age)."""
-    from alphafactory.registry import parse_age
-
-    age = _guard(lambda: parse_age(older_than)) if older_than else None
-    cache = _guard(lambda: _cache(env, runs_dir))
+    cache, age = _cache_and_age(env, runs_dir, older_than)
     removed = cache.clear(symbol=symbol, older_than=age)
     console.print(f"removed {removed} cached models", highlight=False)
 
