@@ -4,7 +4,8 @@ One pipeline definition, compiled once per environment. On Kubernetes KFP a GPU 
 `nvidia.com/gpu` plus the node pool's kfp-kubernetes node selector and tolerations (the spec
 then has a second `platforms.kubernetes` document); on Vertex AI it gets an accelerator enum
 and cpu/memory limits (Vertex picks the machine shape from them) and no kfp-kubernetes call,
-so the spec stays a single YAML document that `aiplatform.PipelineJob` loads.
+so the spec stays a single YAML document that `aiplatform.PipelineJob` loads. A `minio://`
+root gives every task the object store's endpoint and, on KFP, its credentials Secret.
 """
 
 from dataclasses import dataclass
@@ -56,7 +57,25 @@ class Platform:
             task.set_accelerator_limit(resources.accelerator_count)
         if resources.node_pool is not None and self.kubernetes:
             self._add_node_pool(task, resources.node_pool)
+        self._add_object_store(task)
         return task
+
+    def _add_object_store(self, task: PipelineTask) -> None:
+        """Point the task's s3fs at the environment's object store (minio:// roots)."""
+        store = self.config.object_store
+        if store.endpoint_url:
+            task.set_env_variable("AWS_ENDPOINT_URL", store.endpoint_url)
+        if store.credentials_secret and self.kubernetes:
+            from kfp import kubernetes
+
+            kubernetes.use_secret_as_env(
+                task,
+                secret_name=store.credentials_secret,
+                secret_key_to_env={
+                    store.access_key_field: "AWS_ACCESS_KEY_ID",
+                    store.secret_key_field: "AWS_SECRET_ACCESS_KEY",
+                },
+            )
 
     def _add_node_pool(self, task: PipelineTask, name: str) -> None:
         from kfp import kubernetes

@@ -110,6 +110,24 @@ configMapGenerator:
 YAML
   log "applying the dev overlay (namespace ${APP_NAMESPACE})"
   kubectl apply -k "${OVERLAY_DIR}"
+  copy_minio_keys
+}
+
+copy_minio_keys() {
+  # Run folders live in KFP's MinIO (minio://mlpipeline/alphafactory). Pipeline pods get the
+  # keys from mlpipeline-minio-artifact in the kubeflow namespace (compiled spec); the
+  # live-inference CronJob reads them as an AWS shared-credentials file mounted from
+  # alphafactory-object-store (AWS_SHARED_CREDENTIALS_FILE in the ConfigMap).
+  local access secret
+  access="$(kubectl -n kubeflow get secret mlpipeline-minio-artifact \
+    -o jsonpath='{.data.accesskey}' | base64 -d)"
+  secret="$(kubectl -n kubeflow get secret mlpipeline-minio-artifact \
+    -o jsonpath='{.data.secretkey}' | base64 -d)"
+  [[ -n "${access}" && -n "${secret}" ]] ||
+    die "secret kubeflow/mlpipeline-minio-artifact has no accesskey/secretkey; is KFP installed?"
+  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "${access}" "${secret}" |
+    kubectl -n "${APP_NAMESPACE}" create secret generic alphafactory-object-store \
+      --from-file=credentials=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -
 }
 
 PF_PID=""

@@ -12,6 +12,15 @@ import fsspec
 import polars as pl
 import pyarrow.parquet as pq
 
+# `minio://` (KFP's artifact store on Kubernetes) is s3fs with an explicit endpoint; the
+# class is imported on first use, so s3fs stays optional (the `cloud` extra).
+fsspec.register_implementation(
+    "minio",
+    "alphafactory.objectstore.MinioFileSystem",
+    clobber=True,
+    errtxt="minio:// paths need s3fs: pip install 'alphafactory[cloud]'",
+)
+
 
 def join(base: str, *parts: str) -> str:
     """Join URI parts with '/' (works for local paths and `gs://` alike)."""

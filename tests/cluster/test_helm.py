@@ -28,7 +28,7 @@ from .hardening import assert_hardened  # noqa: E402
 
 Charts = dict[str, list[dict[str, Any]]]
 ENVIRONMENTS = {
-    "values.yaml": "local-dev",
+    "values.yaml": "local-integration",
     "values-dev.yaml": "central-dev",
     "values-staging.yaml": "staging",
     "values-production.yaml": "production",
@@ -198,3 +198,22 @@ def test_notes_render() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "alphafactory infer --live --env staging" in proc.stdout
     assert "MLflow tracking server" in proc.stdout
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_chart_object_store_follows_the_run_root(charts: Charts, values: str) -> None:
+    """A minio:// root brings the store endpoint and its mounted keys file; GCS neither."""
+    objs = charts[values]
+    config = find(objs, "ConfigMap", "-env")["data"]
+    infer = pod_spec(find(objs, "CronJob", "-infer-live"))
+    volumes = {v["name"]: v for v in infer["volumes"]}
+    mounts = {m["name"]: m for m in infer["containers"][0]["volumeMounts"]}
+    if config["ALPHAFACTORY_PIPELINE_ROOT"].startswith("minio://"):
+        assert config["AWS_ENDPOINT_URL"] == "http://minio-service.kubeflow:9000"
+        secret = volumes["object-store-keys"]["secret"]
+        assert secret == {"secretName": "alphafactory-object-store", "optional": True}
+        mount = mounts["object-store-keys"]
+        assert config["AWS_SHARED_CREDENTIALS_FILE"] == mount["mountPath"] + "/credentials"
+    else:
+        assert config["ALPHAFACTORY_PIPELINE_ROOT"].startswith("gs://")
+        assert "object-store-keys" not in volumes and "object-store-keys" not in mounts

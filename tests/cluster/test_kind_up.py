@@ -104,3 +104,10 @@ def test_make_images_without_docker(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "docker is not installed" in proc.stderr
+
+
+def test_script_gives_the_app_namespace_the_minio_keys() -> None:
+    text = SCRIPT.read_text()
+    assert "get secret mlpipeline-minio-artifact" in text
+    assert "create secret generic alphafactory-object-store" in text
+    assert "aws_access_key_id = %s" in text and "--from-file=credentials=" in text

@@ -158,6 +158,21 @@ def test_commands(overlays: Objs) -> None:
         ]
 
 
+def test_live_inference_mounts_optional_object_store_keys(overlays: Objs) -> None:
+    """Keys for a minio:// root: an optional Secret mounted as an AWS credentials file."""
+    for overlay in OVERLAYS:
+        spec = pod_spec(one(overlays[overlay], "CronJob", "infer-live"))
+        secret = {"secretName": "alphafactory-object-store", "optional": True}
+        assert {"name": "object-store-keys", "secret": secret} in spec["volumes"]
+        mounts = spec["containers"][0]["volumeMounts"]
+        mount = next(m for m in mounts if m["name"] == "object-store-keys")
+        config = one(overlays[overlay], "ConfigMap", "alphafactory-env")["data"]
+        assert config["AWS_SHARED_CREDENTIALS_FILE"] == mount["mountPath"] + "/credentials"
+        assert mount["readOnly"] is True
+        retrain = pod_spec(one(overlays[overlay], "CronJob", "retrain"))
+        assert "object-store-keys" not in [v["name"] for v in retrain["volumes"]]
+
+
 def test_network_policy_denies_ingress(overlays: Objs) -> None:
     for overlay in OVERLAYS:
         np_ = one(overlays[overlay], "NetworkPolicy")

@@ -60,8 +60,9 @@ def test_spec_carries_the_environment(env: str) -> None:
         assert len(docs) == 1  # aiplatform.PipelineJob cannot load a second document
     if config.node_pools and config.runner == "kfp":
         platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        pinned = sorted(name for name, e in platform.items() if "nodeSelector" in e)
         tune_stages = ["exec-tune-stage", "exec-tune-stage-2", "exec-tune-stage-3"]
-        assert sorted(platform) == ["exec-train-shard", *tune_stages, "exec-tune-stage-4"]
+        assert pinned == ["exec-train-shard", *tune_stages, "exec-tune-stage-4"]
 
 
 def test_production_runs_gpu_stages_on_the_gpu_pool() -> None:
@@ -85,3 +86,37 @@ def test_staging_spec_is_vertex_shaped() -> None:
     assert train["accelerator"]["type"] == "NVIDIA_L4"
     assert train["resourceCpuLimit"] == "8" and train["resourceMemoryLimit"] == "32Gi"
     assert "platforms" not in spec
+
+
+def test_minio_root_gives_every_task_the_store_and_its_secret() -> None:
+    config = load_environment("local-integration", use_env_vars=False)
+    assert config.pipeline_root.startswith("minio://")
+    spec, platform = _docs(COMPILED_DIR / "local-integration.yaml")
+    executors = spec["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env == {"AWS_ENDPOINT_URL": "http://minio-service.kubeflow:9000"}, name
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert sorted(k8s) == sorted(executors)
+    for name in executors:
+        assert k8s[name]["secretAsEnv"] == [
+            {
+                "secretName": "mlpipeline-minio-artifact",
+                "secretNameParameter": {"runtimeValue": {"constant": "mlpipeline-minio-artifact"}},
+                "keyToEnv": [
+                    {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"},
+                    {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"},
+                ],
+                "optional": False,
+            }
+        ], name
+
+
+@pytest.mark.parametrize("env", ["production", "staging", "local-dev"])
+def test_gcs_and_local_roots_get_no_object_store_settings(env: str) -> None:
+    docs = _docs(COMPILED_DIR / f"{env}.yaml")
+    for executor in docs[0]["deploymentSpec"]["executors"].values():
+        assert "env" not in executor["container"]
+    for doc in docs[1:]:
+        for executor in doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+            assert "secretAsEnv" not in executor

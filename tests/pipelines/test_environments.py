@@ -87,3 +87,25 @@ def test_kfp_accelerator_and_pool_checks() -> None:
     raw = _raw("production")
     raw["resources"]["train"]["node_pool"] = "tpu"
     assert "key 'resources.train.node_pool' = 'tpu': not a key of node_pools (gpu)" in _error(raw)
+
+
+def test_minio_root_needs_the_store_endpoint() -> None:
+    raw = _raw("local-integration")
+    raw["object_store"]["endpoint_url"] = ""
+    assert _error(raw) == (
+        "env.yaml: key 'object_store.endpoint_url' = '': a minio:// pipeline root needs "
+        "the store's endpoint, e.g. http://minio-service.kubeflow:9000"
+    )
+
+
+def test_credentials_secret_only_on_kubernetes() -> None:
+    raw = _raw("staging")
+    raw["object_store"] = {"credentials_secret": "mlpipeline-minio-artifact"}
+    assert "key 'object_store.credentials_secret'" in _error(raw)
+    assert "only on runner 'kfp'" in _error(raw)
+
+
+def test_object_store_endpoint_must_be_a_url() -> None:
+    raw = _raw("local-integration")
+    raw["object_store"]["endpoint_url"] = "minio-service:9000"
+    assert "key 'object_store.endpoint_url'" in _error(raw)

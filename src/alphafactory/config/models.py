@@ -291,6 +291,20 @@ class VertexConfig(_Strict):
     enable_caching: bool = False
 
 
+class ObjectStoreConfig(_Strict):
+    """The S3-compatible store behind a `minio://` pipeline root (KFP's MinIO on kind).
+
+    Compiled specs give every task `AWS_ENDPOINT_URL` from `endpoint_url` and, on KFP, the
+    access keys of the `credentials_secret` Kubernetes Secret as `AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY`.
+    """
+
+    endpoint_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    credentials_secret: str = Field(default="", pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
+    access_key_field: str = Field(default="accesskey", min_length=1)
+    secret_key_field: str = Field(default="secretkey", min_length=1)
+
+
 class PromotionConfig(_Strict):
     """GitOps promotion: the overlay this environment deploys and its promotion gate.
 
@@ -344,6 +358,7 @@ class EnvironmentConfig(_Strict):
     node_pools: dict[str, NodePoolConfig] = Field(default_factory=dict)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     vertex: VertexConfig | None = None
+    object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
 
     @model_validator(mode="after")
@@ -436,6 +451,23 @@ class EnvironmentConfig(_Strict):
                         "Kubernetes wants an extended resource name such as nvidia.com/gpu",
                     )
                 )
+        if self.pipeline_root.startswith("minio://") and not self.object_store.endpoint_url:
+            found.append(
+                (
+                    ("object_store", "endpoint_url"),
+                    self.object_store.endpoint_url,
+                    "a minio:// pipeline root needs the store's endpoint, "
+                    "e.g. http://minio-service.kubeflow:9000",
+                )
+            )
+        if self.object_store.credentials_secret and self.runner != "kfp":
+            found.append(
+                (
+                    ("object_store", "credentials_secret"),
+                    self.object_store.credentials_secret,
+                    "a Kubernetes Secret reaches tasks only on runner 'kfp'; leave it empty",
+                )
+            )
         if self.runner == "vertex" and self.node_pools:
             found.append(
                 (
