@@ -8,8 +8,8 @@ reference     one OS process per variant (bench/reference_worker.py), ``--cores`
               each importing lightgbm/polars/pyarrow, loading the parquet matrix, binning a
               fresh Dataset for the variant's rows and training (1 LightGBM thread each)
 full          the real shard executor in one process: data loaded once, ``variant_rows`` +
-              ``build_group`` per group, ``fit_variant`` via ``fit_many``
-              (``--lgbm-threads`` × concurrent fits = ``--cores``)
+              ``build_group`` per group, ``fit_variant`` on one pool streaming over the
+              groups via ``fit_groups`` (``--lgbm-threads`` × concurrent fits = ``--cores``)
 pure          the same variants' ``lgb.train`` calls alone on datasets built beforehand, same
               threads and concurrency: the floor of the overhead ratio
 elimination   successive halving (``alphafactory.models.elimination``) per group
@@ -239,8 +239,13 @@ def run_reference(args: argparse.Namespace, manifest: dict[str, Any], workdir: P
             tasks.append((task_file, workdir / "ref" / f"{vid}.result.json"))
     worker = str(BENCH_DIR / "reference_worker.py")
 
+    done = iter(range(1, len(tasks) + 1))  # next() on a shared iterator is thread-safe enough
+
     def launch(paths: tuple[Path, Path]) -> None:
         subprocess.run([sys.executable, worker, str(paths[0]), str(paths[1])], check=True)
+        finished = next(done)
+        if finished % 10 == 0 or finished == len(tasks):
+            note(f"reference: {finished}/{len(tasks)} variant processes finished")
 
     started, cpu_before = time.perf_counter(), children_cpu_s()
     with ThreadPoolExecutor(max_workers=args.cores) as pool:
@@ -302,7 +307,7 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
 def run_phase(args: argparse.Namespace, workdir: Path) -> None:
     """One alphafactory phase, in its own process; writes phase_<name>.json."""
     from alphafactory.models.elimination import HalvingSchedule, fit_group_halving
-    from alphafactory.models.lightgbm_shard import fit_many, fit_variant
+    from alphafactory.models.lightgbm_shard import fit_groups, fit_variant
 
     started = time.perf_counter()
     manifest = json.loads((workdir / "manifest.json").read_text())
@@ -310,19 +315,21 @@ def run_phase(args: argparse.Namespace, workdir: Path) -> None:
     params = lgb_params(args, args.lgbm_threads)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"rungs": [], "rounds_trained": 0, "pure_train_s": 0.0}
-    for gid, vids, group in load_groups(args, manifest):
-        if args.phase == "full":
-            fit = partial(
-                fit_variant,
-                group,
-                params=params,
-                num_rounds=args.num_rounds,
-                early_stopping=args.early_stopping,
-                min_rows=args.min_rows,
-            )
-            results = fit_many([partial(fit, vid) for vid in vids], concurrent)
-            rows.extend({**r.summary(), "group_id": gid} for r in results)
-        elif args.phase == "elimination":
+    if args.phase == "full":
+        # the pipeline's stage-1 executor: one pool streaming over the groups, the next group
+        # binned while the previous one trains (alphafactory.stages.tune.stage1_results)
+        fit = partial(
+            fit_variant,
+            params=params,
+            num_rounds=args.num_rounds,
+            early_stopping=args.early_stopping,
+            min_rows=args.min_rows,
+        )
+        jobs = ((gid, group, vids) for gid, vids, group in load_groups(args, manifest))
+        for gid, results in fit_groups(jobs, fit, concurrent):
+            rows.extend({**r.summary(), "group_id": gid} for r in results or [])
+    for gid, vids, group in load_groups(args, manifest) if args.phase != "full" else ():
+        if args.phase == "elimination":
             outcome = fit_group_halving(
                 group,
                 vids,
@@ -500,6 +507,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def note(message: str) -> None:
+    """Progress on stderr (the report goes to stdout and bench/results)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def per_core_hour(n_variants: int, wall_s: float, cores: int) -> float:
     return n_variants / (wall_s * cores / 3600.0)
 
@@ -521,10 +533,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         manifest = prepare(args, workdir)
         (workdir / "manifest.json").write_text(json.dumps(manifest))
         prepare_s = time.perf_counter() - t0
+        note(f"prepared the data set in {prepare_s:.0f} s; reference phase starts")
         reference = run_reference(args, manifest, workdir)
+        note(f"reference: {reference['wall_s']:.0f} s; full phase starts")
         full = spawn_phase(args, "full", workdir, passthrough)
+        note(f"full: {full['wall_s']:.0f} s; pure lgb.train phase starts")
         pure = spawn_phase(args, "pure", workdir, passthrough)
+        note(f"pure: {pure['wall_s']:.0f} s; elimination phase starts")
         elimination = spawn_phase(args, "elimination", workdir, passthrough)
+        note(f"elimination: {elimination['wall_s']:.0f} s")
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)

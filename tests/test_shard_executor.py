@@ -18,6 +18,7 @@ from alphafactory.models.lightgbm_shard import (
     FitResult,
     GroupData,
     build_group,
+    fit_groups,
     fit_many,
     fit_variant,
     fixed_params,
@@ -289,3 +290,47 @@ def test_summary_is_json_ready(sequential: list[FitResult]) -> None:
         "seconds",
     }
     assert "booster" not in summary
+
+
+def test_fit_groups_streams_groups_and_matches_one_by_one(
+    data: tuple[np.ndarray, np.ndarray, pl.DataFrame], sequential: list[FitResult]
+) -> None:
+    """One pool over several groups: same results per variant, yielded group by group in
+    order, the next group requested before the previous group's results are handed out."""
+    events: list[str] = []
+    ids = [v.variant_id for v in VARIANTS]
+
+    def groups() -> Any:
+        for name in ("g1", "empty", "g2"):
+            events.append(f"build {name}")
+            yield name, None if name == "empty" else make_group(*data, VARIANTS), ids
+
+    fit = partial(fit_variant, keep_model=True, **FIT)
+    out = []
+    for gid, results in fit_groups(groups(), fit, concurrent_fits=2):
+        events.append(f"yield {gid}")
+        out.append((gid, results))
+
+    # g1 is handed out only after "empty" was requested (binning overlaps g1's fits)
+    assert events == ["build g1", "build empty", "yield g1", "build g2", "yield empty", "yield g2"]
+    assert [gid for gid, _ in out] == ["g1", "empty", "g2"]
+    assert out[1][1] is None
+    for _, results in (out[0], out[2]):
+        assert results is not None
+        assert [r.variant_id for r in results] == ids  # caller's order, not longest-first
+        for streamed, serial in zip(results, sequential, strict=True):
+            assert streamed.average_precision == serial.average_precision
+            assert streamed.best_iteration == serial.best_iteration
+            assert streamed.booster is not None and serial.booster is not None
+            assert streamed.booster.model_to_string() == serial.booster.model_to_string()
+
+
+def test_fit_groups_propagates_a_failed_fit(
+    data: tuple[np.ndarray, np.ndarray, pl.DataFrame],
+) -> None:
+    def broken(group: GroupData, vid: str) -> FitResult:
+        raise RuntimeError(f"boom in {vid}")
+
+    jobs = [("g1", make_group(*data, VARIANTS), [VARIANTS[0].variant_id])]
+    with pytest.raises(RuntimeError, match="boom in"):
+        list(fit_groups(jobs, broken, concurrent_fits=2))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -268,3 +269,42 @@ def fit_many(jobs: Iterable[Callable[[], FitResult]], concurrent_fits: int) -> l
         return [job() for job in job_list]
     with ThreadPoolExecutor(max_workers=concurrent_fits) as pool:
         return list(pool.map(lambda job: job(), job_list))
+
+
+#: One group to fit: its id, its binned data (None when it has no rows) and its variant ids.
+GroupJob = tuple[str, GroupData | None, Sequence[str]]
+
+
+def fit_groups(
+    groups: Iterable[GroupJob],
+    fit: Callable[[GroupData, str], FitResult],
+    concurrent_fits: int,
+) -> Iterator[tuple[str, list[FitResult] | None]]:
+    """Fit every variant of a stream of groups on one pool; yield each group's results in order.
+
+    `groups` is consumed lazily, so the next group is read and binned (in the caller's
+    thread; LightGBM releases the GIL) while the pool still trains the previous group's
+    variants: no core waits for binning, and a group's last, lone fit overlaps the next
+    group's first ones. Within a group the variants with most training rows start first.
+    At most two groups are held in memory. Results equal `fit(group, vid)` one by one;
+    a group given as None yields None.
+    """
+    pending: deque[tuple[str, Sequence[str], dict[str, Future[FitResult]] | None]] = deque()
+
+    def collect() -> tuple[str, list[FitResult] | None]:
+        gid, vids, futures = pending.popleft()
+        return gid, None if futures is None else [futures[vid].result() for vid in vids]
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrent_fits)) as pool:
+        for gid, group, vids in groups:
+            if group is None:
+                pending.append((gid, vids, None))
+            else:
+                data = group
+                longest_first = sorted(vids, key=lambda v: -len(data.rows[v].train_index))
+                futures = {vid: pool.submit(fit, data, vid) for vid in longest_first}
+                pending.append((gid, vids, futures))
+            while len(pending) > 1:
+                yield collect()
+        while pending:
+            yield collect()

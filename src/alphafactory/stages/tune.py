@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.models.elimination import HalvingSchedule, fit_group_halving
-from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_many, fit_variant
+from alphafactory.models.lightgbm_shard import (
+    FitResult,
+    GroupData,
+    GroupJob,
+    fit_groups,
+    fit_many,
+    fit_variant,
+)
 from alphafactory.stages.common import RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import base_params, load_group
 from alphafactory.stages.search import budget_path, new_budget
@@ -52,6 +60,26 @@ def fit_stage1(
     return fit_many([partial(fit, vid) for vid in variant_ids], config.parallelism.concurrent_fits)
 
 
+def stage1_results(
+    groups: Iterable[GroupJob], params: dict[str, Any], config: EnvironmentConfig
+) -> Iterator[tuple[str, list[FitResult] | None]]:
+    """Stage-1 results per group: one streaming pool over all groups (`fit_groups`), or
+    successive halving group by group when `tune.elimination`."""
+    settings = config.tune
+    if settings.elimination:
+        for gid, group, vids in groups:
+            yield gid, None if group is None else fit_stage1(group, list(vids), params, config)
+        return
+    fit = partial(
+        fit_variant,
+        params=params,
+        num_rounds=settings.num_rounds,
+        early_stopping=settings.early_stopping,
+        min_rows=settings.min_rows,
+    )
+    yield from fit_groups(groups, fit, config.parallelism.concurrent_fits)
+
+
 def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[str, Any]:
     """Fit every variant of one shard on the selected features; write one row per variant."""
     layout = RunLayout(run_dir)
@@ -60,17 +88,23 @@ def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[
     matrix = load_matrix(layout, selected)
     params = default_params(config)
     rows: list[dict[str, Any]] = []
-    for gid in plan.shards[shard]:
-        variants = plan.groups[gid]
-        group = load_group(layout, plan, matrix, config, variants)
-        if group is None:
+    groups = (
+        (
+            gid,
+            load_group(layout, plan, matrix, config, plan.groups[gid]),
+            [v.variant_id for v in plan.groups[gid]],
+        )
+        for gid in plan.shards[shard]
+    )
+    for gid, results in stage1_results(groups, params, config):
+        if results is None:
             rows.extend(
-                {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"} for v in variants
+                {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"}
+                for v in plan.groups[gid]
             )
             continue
-        results = fit_stage1(group, [v.variant_id for v in variants], params, config)
         rows.extend({**r.summary(), "group_id": gid} for r in results)
-        log.info("tune stage 1: group %s done (%d variants)", gid, len(variants))
+        log.info("tune stage 1: group %s done (%d variants)", gid, len(results))
     io.write_json(layout.tune_shard(1, shard), rows)
     fitted = [r for r in rows if r["status"] == "ok"]
     return {"variants_fitted": len(fitted), "variants_skipped": len(rows) - len(fitted)}
