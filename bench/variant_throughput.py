@@ -12,7 +12,8 @@ full          the real shard executor in one process: data loaded once, ``varian
               groups via ``fit_groups`` (``--lgbm-threads`` × concurrent fits = ``--cores``)
 pure          the same variants' ``lgb.train`` calls alone on datasets built beforehand, same
               threads and concurrency: the floor of the overhead ratio
-elimination   successive halving (``alphafactory.models.elimination``) per group
+elimination   successive halving (``alphafactory.models.elimination``), the rungs of two
+              consecutive groups sharing one pool via ``halve_groups``
 
 Each phase but the reference runs in its own subprocess so its peak RSS is its own; wall
 times include interpreter start and imports for every phase. Results: a JSON and a Markdown
@@ -306,7 +307,7 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
 
 def run_phase(args: argparse.Namespace, workdir: Path) -> None:
     """One alphafactory phase, in its own process; writes phase_<name>.json."""
-    from alphafactory.models.elimination import HalvingSchedule, fit_group_halving
+    from alphafactory.models.elimination import HalvingSchedule, fit_group_halving, halve_groups
     from alphafactory.models.lightgbm_shard import fit_groups, fit_variant
 
     started = time.perf_counter()
@@ -328,22 +329,26 @@ def run_phase(args: argparse.Namespace, workdir: Path) -> None:
         jobs = ((gid, group, vids) for gid, vids, group in load_groups(args, manifest))
         for gid, results in fit_groups(jobs, fit, concurrent):
             rows.extend({**r.summary(), "group_id": gid} for r in results or [])
-    for gid, vids, group in load_groups(args, manifest) if args.phase != "full" else ():
-        if args.phase == "elimination":
-            outcome = fit_group_halving(
-                group,
-                vids,
-                params,
-                args.num_rounds,
-                args.early_stopping,
-                min_rows=args.min_rows,
-                schedule=HalvingSchedule(args.first_rounds, args.eta, args.min_survivors),
-                concurrent_fits=concurrent,
-            )
+    elif args.phase == "elimination":
+        # the pipeline's stage-1 halving executor: rungs of consecutive groups on one pool
+        halve = partial(
+            fit_group_halving,
+            params=params,
+            num_rounds=args.num_rounds,
+            early_stopping=args.early_stopping,
+            min_rows=args.min_rows,
+            schedule=HalvingSchedule(args.first_rounds, args.eta, args.min_survivors),
+        )
+        jobs = ((gid, group, vids) for gid, vids, group in load_groups(args, manifest))
+        for gid, outcome in halve_groups(
+            jobs, lambda group, vids, pool: halve(group, vids, pool=pool), concurrent
+        ):
+            assert outcome is not None
             rows.extend({**r.summary(), "group_id": gid} for r in outcome.results)
             extra["rungs"].append({"group_id": gid, "rungs": [vars(r) for r in outcome.rungs]})
             extra["rounds_trained"] += outcome.rounds_trained
-        else:
+    else:
+        for gid, vids, group in load_groups(args, manifest):
             rows.extend(pure_trains(args, gid, vids, group, params, concurrent))
     wall = time.perf_counter() - started
     if args.phase == "pure":

@@ -150,3 +150,36 @@ def test_stage1_picks_the_same_winner_with_and_without_elimination() -> None:
     assert all(r["status"] == "ok" for r in rows[False])
     assert pick_winners(rows[True])["g"]["variant_id"] == "v3"
     assert pick_winners(rows[False])["g"]["variant_id"] == "v3"
+
+
+def test_halve_groups_shares_one_pool_and_matches_each_group_alone() -> None:
+    """Consecutive groups' rungs on one pool: each group's outcome is the one it gets alone."""
+    from functools import partial
+
+    from alphafactory.models.elimination import halve_groups
+
+    noise = {"g1": [0.2, 1.0, 2.0, 3.0, 4.0], "g2": [3.0, 0.4, 2.5, 1.5, 5.0]}
+    built = {
+        gid: _group(levels, seed=len(gid) + i) for i, (gid, levels) in enumerate(noise.items())
+    }
+    halve = partial(
+        fit_group_halving, params=PARAMS, num_rounds=80, early_stopping=10, min_rows=30,
+        schedule=HalvingSchedule(first_rounds=5, eta=2),
+    )  # fmt: skip
+    alone = {gid: halve(group, ids) for gid, (group, ids) in built.items()}
+    jobs = [("g1", *built["g1"]), ("none", None, ["x"]), ("g2", *built["g2"])]
+    streamed = list(halve_groups(jobs, lambda g, v, pool: halve(g, v, pool=pool), 2))
+
+    assert [gid for gid, _ in streamed] == ["g1", "none", "g2"]
+    assert streamed[1][1] is None
+    for gid, outcome in (streamed[0], streamed[2]):
+        assert outcome is not None
+        expected = alone[gid]
+        assert [vars(r) for r in outcome.rungs] == [vars(r) for r in expected.rungs]
+        assert outcome.rounds_trained == expected.rounds_trained
+        got = [(r.variant_id, r.status, r.best_iteration, r.average_precision)
+               for r in outcome.results]  # fmt: skip
+        want = [(r.variant_id, r.status, r.best_iteration, r.average_precision)
+                for r in expected.results]  # fmt: skip
+        assert got == want
+        assert sum(r.status == ELIMINATED for r in outcome.results) >= 2

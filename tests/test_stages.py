@@ -202,3 +202,27 @@ def test_prepare_refuses_too_short_data(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"symbol ETH has 500 bars.*at least 606"):
         run_prepare(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "prepare" / "plan.json").exists()
+
+
+def test_tune_shard_with_elimination_gives_the_same_stage1_rows(
+    finished_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """tune.elimination runs stage 1 through halve_groups; with one variant per group every
+    variant is trained to the end, so each row equals the plain executor's."""
+    import shutil
+
+    stage(finished_run, "tune")
+    run_dir = tmp_path / "run-2"
+    shutil.copytree(finished_run["dir"], run_dir)
+    settings = tiny_config().model_dump()
+    settings["tune"]["elimination"] = True
+    config = EnvironmentConfig.model_validate(settings)
+    for shard in range(len(finished_run["plan"]["shards"])):
+        name = Path("tune", "stage1", "shards", f"shard-{shard:03d}.json")
+        plain = json.loads((finished_run["dir"] / name).read_text())
+        (run_dir / name).unlink()
+        run_tune_shard(config, str(run_dir), shard)
+        halved = json.loads((run_dir / name).read_text())
+        keys = ("variant_id", "group_id", "status", "average_precision", "best_iteration")
+        assert [[r[k] for k in keys] for r in halved] == [[r[k] for k in keys] for r in plain]
+        assert all(r["status"] == "ok" for r in halved)

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,14 @@ import lightgbm as lgb
 import numpy as np
 
 from alphafactory.metrics import average_precision
-from alphafactory.models.lightgbm_shard import FitResult, GroupData, check_variant, variant_params
+from alphafactory.models.lightgbm_shard import (
+    FitResult,
+    GroupData,
+    GroupJob,
+    check_variant,
+    stream_groups,
+    variant_params,
+)
 
 ELIMINATED = "eliminated"
 
@@ -181,25 +188,29 @@ def fit_group_halving(
     schedule: HalvingSchedule | None = None,
     concurrent_fits: int = 1,
     keep_model: bool = False,
+    pool: Executor | None = None,
 ) -> HalvingResult:
     """Fit a group's variants with successive halving; one `FitResult` per variant.
 
     Status per variant: ``"ok"`` when trained to early stopping or `num_rounds` (its result
     equals ``fit_variant``'s), ``"eliminated"`` when dropped after a rung (average precision
     and best iteration are those reached so far), or ``fit_variant``'s skip statuses.
+    Rung work runs on `pool` when given (shared with other groups, see `halve_groups`),
+    else on a pool of `concurrent_fits` threads of its own.
     """
     plan = schedule or HalvingSchedule()
     states = [_State(check_variant(group, vid, min_rows)) for vid in variant_ids]
     active = [s for s in states if s.result.status == "ok"]
     rungs: list[RungStats] = []
     budgets = plan.budgets(num_rounds)
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrent_fits))
+    own_pool = pool is None
+    workers = ThreadPoolExecutor(max_workers=max(1, concurrent_fits)) if pool is None else pool
     try:
         for index, budget in enumerate(budgets):
             if not active:
                 break
             list(
-                pool.map(
+                workers.map(
                     lambda s, b=budget: _advance(group, s, b, params, num_rounds, early_stopping),
                     active,
                 )
@@ -223,8 +234,35 @@ def fit_group_halving(
             rungs.append(RungStats(budget, len(active), len(finished), len(kept)))
             active = kept
     finally:
-        pool.shutdown(wait=True)
+        if own_pool:
+            workers.shutdown(wait=True)
     return HalvingResult([s.result for s in states], rungs, states)
+
+
+def halve_groups(
+    groups: Iterable[GroupJob],
+    halve: Callable[[GroupData, Sequence[str], Executor], HalvingResult],
+    concurrent_fits: int,
+) -> Iterator[tuple[str, HalvingResult | None]]:
+    """Successive halving over a stream of groups, every group's rungs on one shared pool.
+
+    A group's rungs are barriers: the next rung starts when the slowest variant of this one
+    ends, which leaves cores idle. Here two groups are in flight at once (`stream_groups`),
+    each driven by its own thread that queues its rung work on the shared pool of
+    `concurrent_fits` threads, so one group's stragglers overlap the other's work and the
+    next group is binned meanwhile. `halve(group, variant_ids, pool)` is
+    `fit_group_halving` with its settings bound and `pool=pool`; each group's result is the
+    one it would get alone.
+    """
+    with (
+        ThreadPoolExecutor(max_workers=max(1, concurrent_fits)) as fits,
+        ThreadPoolExecutor(max_workers=2) as drivers,
+    ):
+
+        def start(group: GroupData, vids: Sequence[str]) -> Callable[[], HalvingResult]:
+            return drivers.submit(halve, group, vids, fits).result
+
+        yield from stream_groups(groups, start)
 
 
 def _score(value: float) -> float:

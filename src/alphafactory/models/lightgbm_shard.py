@@ -14,10 +14,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -273,6 +273,33 @@ def fit_many(jobs: Iterable[Callable[[], FitResult]], concurrent_fits: int) -> l
 
 #: One group to fit: its id, its binned data (None when it has no rows) and its variant ids.
 GroupJob = tuple[str, GroupData | None, Sequence[str]]
+T = TypeVar("T")
+
+
+def stream_groups(
+    groups: Iterable[GroupJob],
+    start: Callable[[GroupData, Sequence[str]], Callable[[], T]],
+) -> Iterator[tuple[str, T | None]]:
+    """Start each group's work as it arrives; yield (group id, result) in the groups' order.
+
+    `start(group, variant_ids)` queues the group's work and returns a function that waits for
+    its result. `groups` is consumed lazily and one group ahead: group k+1 is read and binned
+    (in the caller's thread; LightGBM releases the GIL) while group k's work runs, so no core
+    waits for binning and group k's stragglers overlap group k+1's first fits. At most two
+    groups are in flight. A group given as None yields None.
+    """
+    pending: deque[tuple[str, Callable[[], T] | None]] = deque()
+
+    def collect() -> tuple[str, T | None]:
+        gid, wait = pending.popleft()
+        return gid, None if wait is None else wait()
+
+    for gid, group, vids in groups:
+        pending.append((gid, None if group is None else start(group, vids)))
+        while len(pending) > 1:
+            yield collect()
+    while pending:
+        yield collect()
 
 
 def fit_groups(
@@ -282,29 +309,15 @@ def fit_groups(
 ) -> Iterator[tuple[str, list[FitResult] | None]]:
     """Fit every variant of a stream of groups on one pool; yield each group's results in order.
 
-    `groups` is consumed lazily, so the next group is read and binned (in the caller's
-    thread; LightGBM releases the GIL) while the pool still trains the previous group's
-    variants: no core waits for binning, and a group's last, lone fit overlaps the next
-    group's first ones. Within a group the variants with most training rows start first.
-    At most two groups are held in memory. Results equal `fit(group, vid)` one by one;
-    a group given as None yields None.
+    The pool is shared by consecutive groups (`stream_groups`); within a group the variants
+    with most training rows start first. Results equal `fit(group, vid)` one by one, in the
+    caller's variant order.
     """
-    pending: deque[tuple[str, Sequence[str], dict[str, Future[FitResult]] | None]] = deque()
-
-    def collect() -> tuple[str, list[FitResult] | None]:
-        gid, vids, futures = pending.popleft()
-        return gid, None if futures is None else [futures[vid].result() for vid in vids]
-
     with ThreadPoolExecutor(max_workers=max(1, concurrent_fits)) as pool:
-        for gid, group, vids in groups:
-            if group is None:
-                pending.append((gid, vids, None))
-            else:
-                data = group
-                longest_first = sorted(vids, key=lambda v: -len(data.rows[v].train_index))
-                futures = {vid: pool.submit(fit, data, vid) for vid in longest_first}
-                pending.append((gid, vids, futures))
-            while len(pending) > 1:
-                yield collect()
-        while pending:
-            yield collect()
+
+        def start(group: GroupData, vids: Sequence[str]) -> Callable[[], list[FitResult]]:
+            longest_first = sorted(vids, key=lambda v: -len(group.rows[v].train_index))
+            futures = {vid: pool.submit(fit, group, vid) for vid in longest_first}
+            return lambda: [futures[vid].result() for vid in vids]
+
+        yield from stream_groups(groups, start)

@@ -10,7 +10,7 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
-from alphafactory.models.elimination import HalvingSchedule, fit_group_halving
+from alphafactory.models.elimination import HalvingSchedule, fit_group_halving, halve_groups
 from alphafactory.models.lightgbm_shard import (
     FitResult,
     GroupData,
@@ -63,12 +63,23 @@ def fit_stage1(
 def stage1_results(
     groups: Iterable[GroupJob], params: dict[str, Any], config: EnvironmentConfig
 ) -> Iterator[tuple[str, list[FitResult] | None]]:
-    """Stage-1 results per group: one streaming pool over all groups (`fit_groups`), or
-    successive halving group by group when `tune.elimination`."""
+    """Stage-1 results per group: one pool streaming over the shard's groups (`fit_groups`),
+    or successive halving on one pool shared by consecutive groups (`halve_groups`) when
+    `tune.elimination`."""
     settings = config.tune
     if settings.elimination:
-        for gid, group, vids in groups:
-            yield gid, None if group is None else fit_stage1(group, list(vids), params, config)
+        schedule = HalvingSchedule(settings.elimination_first_rounds, settings.elimination_eta)
+        halve = partial(
+            fit_group_halving, params=params, num_rounds=settings.num_rounds,
+            early_stopping=settings.early_stopping, min_rows=settings.min_rows,
+            schedule=schedule,
+        )  # fmt: skip
+        for gid, outcome in halve_groups(
+            groups,
+            lambda group, vids, pool: halve(group, vids, pool=pool),
+            config.parallelism.concurrent_fits,
+        ):
+            yield gid, None if outcome is None else outcome.results
         return
     fit = partial(
         fit_variant,
