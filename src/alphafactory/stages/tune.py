@@ -16,7 +16,6 @@ from alphafactory.models.lightgbm_shard import (
     GroupData,
     GroupJob,
     fit_groups,
-    fit_many,
     fit_variant,
 )
 from alphafactory.stages.common import RunLayout, load_matrix, read_plan
@@ -40,24 +39,10 @@ def default_params(config: EnvironmentConfig) -> dict[str, Any]:
 def fit_stage1(
     group: GroupData, variant_ids: list[str], params: dict[str, Any], config: EnvironmentConfig
 ) -> list[FitResult]:
-    """Every variant of a group: fully, or by successive halving when `tune.elimination`."""
-    settings = config.tune
-    if settings.elimination:
-        schedule = HalvingSchedule(settings.elimination_first_rounds, settings.elimination_eta)
-        return fit_group_halving(
-            group, variant_ids, params, settings.num_rounds, settings.early_stopping,
-            min_rows=settings.min_rows, schedule=schedule,
-            concurrent_fits=config.parallelism.concurrent_fits,
-        ).results  # fmt: skip
-    fit = partial(
-        fit_variant,
-        group,
-        params=params,
-        num_rounds=settings.num_rounds,
-        early_stopping=settings.early_stopping,
-        min_rows=settings.min_rows,
-    )
-    return fit_many([partial(fit, vid) for vid in variant_ids], config.parallelism.concurrent_fits)
+    """Every variant of one group: fully, or by successive halving when `tune.elimination`."""
+    ((_, results),) = stage1_results([(group.group_id, group, variant_ids)], params, config)
+    assert results is not None
+    return results
 
 
 def stage1_results(
