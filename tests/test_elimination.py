@@ -56,8 +56,11 @@ def test_schedule_budgets_and_keep() -> None:
     assert plan.budgets(45) == [5, 15, 45]
     assert plan.budgets(50) == [5, 15, 45, 50]
     assert plan.budgets(5) == [5]
-    assert [plan.keep(n) for n in (9, 4, 3, 1)] == [3, 2, 1, 1]
+    # floor(n / eta), at least min_survivors and never more than n
+    assert [plan.keep(n) for n in (10, 9, 5, 4, 3, 2, 1)] == [3, 3, 1, 1, 1, 1, 1]
     assert HalvingSchedule(min_survivors=2).keep(3) == 2
+    assert HalvingSchedule(min_survivors=2).keep(7) == 2
+    assert HalvingSchedule(min_survivors=4).keep(3) == 3
     with pytest.raises(ValueError):
         HalvingSchedule(eta=1)
 

@@ -7,8 +7,9 @@ only the most promising share:
 
 * rung budgets are ``first_rounds * eta**k`` boosting rounds (10, 30, 90, ... by default),
   the last rung being "until early stopping or ``num_rounds``";
-* after each rung but the last, ``max(min_survivors, ceil(n / eta))`` of the still-training
-  variants go on; the others end with status ``"eliminated"``;
+* after each rung but the last, ``max(min_survivors, n // eta)`` of the still-training
+  variants go on (the textbook successive-halving rule: 10 -> 3 -> 1 for ``eta = 3``); the
+  others end with status ``"eliminated"``;
 * training is *continued*, not restarted: each variant's live ``lgb.Booster`` is kept
   between rungs (``Booster.update`` one round at a time, exactly as ``lgb.train`` does),
   with the same early-stopping rule as ``lgb.early_stopping`` (strict improvement of the
@@ -75,8 +76,12 @@ class HalvingSchedule:
         return budgets
 
     def keep(self, n: int) -> int:
-        """How many of `n` still-training variants go on to the next rung."""
-        return min(n, max(self.min_survivors, math.ceil(n / self.eta)))
+        """How many of `n` still-training variants go on to the next rung: ``floor(n / eta)``.
+
+        The floor (not the ceiling) is Jamieson & Talwalkar's rule, also Hyperband's; it
+        trains about a fifth fewer rounds than the ceiling on 10-variant groups at ``eta = 3``.
+        """
+        return min(n, max(self.min_survivors, n // self.eta))
 
 
 @dataclass
