@@ -15,10 +15,10 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[$(EXTRAS)]"
+	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(INSTALLED) ## Create or reuse .venv and install the project with its extras

@@ -40,7 +40,7 @@ RUN apt-get update \
 RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
 COPY components ./components
 COPY pipelines ./pipelines
@@ -49,7 +49,7 @@ COPY pipelines ./pipelines
 # hadolint ignore=DL3013
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && wheel="$(find /wheels -name 'alphafactory-*.whl' | head -n 1)" \
- && pip install --no-cache-dir "${wheel}[cloud,registry,xgboost,torch]" \
+ && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,torch]" \
  && python -c "import alphafactory, kfp, torch, xgboost; print('ok', kfp.__version__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
