@@ -54,6 +54,15 @@ def test_runtime_stage_is_non_root_numeric(name: str) -> None:
     assert re.search(r"^HEALTHCHECK\s+", runtime, re.M)
 
 
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_image_installs_under_the_project_constraints(name: str) -> None:
+    steps = instructions((IMAGES / name).read_text())
+    copies = [s for s in steps if s.startswith("COPY ") and "pyproject.toml" in s]
+    assert copies and "constraints.txt" in copies[0].split()
+    installs = [s for s in steps if '"${wheel}[' in s]
+    assert installs and 'pip install --no-cache-dir -c constraints.txt "${wheel}[' in installs[0]
+
+
 def test_cpu_image_uses_cpu_torch_and_extras() -> None:
     text = (IMAGES / "cpu.Dockerfile").read_text()
     assert "download.pytorch.org/whl/cpu" in text
@@ -75,5 +84,7 @@ def test_dockerignore_keeps_context_small() -> None:
     ]
     assert lines[0] == "*", "context should be deny-by-default"
     included = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert {"pyproject.toml", "src", "components", "pipelines", "README.md"} <= included
+    assert {"pyproject.toml", "constraints.txt", "src", "components", "pipelines", "README.md"} <= (
+        included
+    )
     assert not included & {".venv", ".venv-tools", ".git", "tests", "bench"}

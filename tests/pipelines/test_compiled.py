@@ -38,6 +38,21 @@ def test_compiled_spec_is_up_to_date(env: str, fresh: Path) -> None:
     )
 
 
+def test_install_pins_the_sdk_that_wrote_the_golden_specs() -> None:
+    """constraints.txt holds kfp at the version every golden spec names in `sdkVersion`."""
+    constraints = Path(__file__).resolve().parents[2] / "constraints.txt"
+    pins = dict(
+        line.split("==", 1) for line in constraints.read_text().splitlines() if "==" in line
+    )
+    assert pins.get("kfp"), f"{constraints} does not pin kfp"
+    for env in ENVIRONMENTS:
+        spec = _docs(COMPILED_DIR / f"{env}.yaml")[0]
+        assert spec["sdkVersion"] == f"kfp-{pins['kfp']}", env
+    # the kfp family moves together
+    for name in ("kfp-kubernetes", "kfp-pipeline-spec", "kfp-server-api"):
+        assert pins.get(name) == pins["kfp"], name
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_spec_carries_the_environment(env: str) -> None:
     config = load_environment(env, use_env_vars=False)
