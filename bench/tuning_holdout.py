@@ -1,13 +1,14 @@
-"""Tuned vs default parameters on a held-out period that tuning never saw.
+"""Tuned vs default parameters on the pipeline's untouched test period.
 
-The last `--holdout` share of the bars is cut off before the pipeline runs; prepare, screen
-and the four tune stages run on the rest (the same stage functions the KFP components
-call). Then, for every group winner, two production models are fitted on the tuning
-period — one with the stage-1 default parameters, one with the tuned parameters — and both
-are scored by average precision on the held-out bars' events. Features are causal, so
-computing them over the full series leaks nothing into the held-out rows.
+prepare, screen and the four tune stages run as in the pipeline (the same stage functions
+the KFP components call); none of them sees the test period (the last `split.test_fraction`
+of the bars). Then, for every group winner, two production models are fitted exactly as the
+train stage does (train period, early stopping on the selection period) — one with the
+stage-1 default parameters, one with the parameters the run adopted (tuned only when they
+beat the defaults on the training period's rolling CV) — and both are scored by average
+precision on the test period's events.
 
-    python bench/tuning_holdout.py [--env local-dev] [--holdout 0.15] [--out bench/results]
+    python bench/tuning_holdout.py [--env local-dev] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import statistics
 import tempfile
@@ -24,12 +26,11 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import polars as pl
 
-from alphafactory.config import load_environment, with_data_uri
-from alphafactory.features import build_feature_matrix
+from alphafactory.config import load_environment
 from alphafactory.metrics import average_precision
-from alphafactory.models.variants import Variant, variant_grid
+from alphafactory.models.lightgbm_shard import fit_variant
+from alphafactory.models.variants import Variant
 from alphafactory.stages import (
     run_prepare,
     run_screen_aggregate,
@@ -39,13 +40,11 @@ from alphafactory.stages import (
     run_select_winners,
     run_tune_shard,
 )
+from alphafactory.stages.adoption import adoption_of, tuned_params
 from alphafactory.stages.common import RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import load_group
-from alphafactory.stages.prepare import load_source_bars
-from alphafactory.stages.search import tuned_params
-from alphafactory.stages.train import production_params
+from alphafactory.stages.train import events_in_test_period, production_params
 from alphafactory.stages.tune import default_params
-from alphafactory.targets.swing import build_targets
 
 log = logging.getLogger("bench.tuning_holdout")
 
@@ -68,64 +67,51 @@ def run_tuning(config: Any, run_dir: str) -> float:
     return time.perf_counter() - started
 
 
-def holdout_rows(
-    bars: pl.DataFrame, variant: Variant, features: pl.DataFrame, start: Any
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """Feature rows and labels of the variant's events inside the held-out period."""
-    targets = build_targets(bars, variant_grid(variant), [variant.symbol])[variant.group_id]
-    events = targets.filter(
-        pl.col(variant.variant_id).is_not_null() & (pl.col("timestamp") >= start)
-    )
-    rows = events.join(features, on="timestamp", how="left")
-    return rows, rows[variant.variant_id].to_numpy().astype(int)
-
-
 def fit_and_score(
-    group: Any, variant: Variant, params: dict[str, Any], config: Any, rows: pl.DataFrame
-) -> float:
-    from alphafactory.models.lightgbm_shard import fit_variant
-
+    group: Any, variant: Variant, params: dict[str, Any], config: Any, events: np.ndarray,
+    labels: np.ndarray,
+) -> float:  # fmt: skip
     result = fit_variant(
-        group,
-        variant.variant_id,
-        params,
-        config.train.num_rounds,
-        config.train.early_stopping,
-        min_rows=config.tune.min_rows,
-        keep_model=True,
-    )
+        group, variant.variant_id, params, config.train.num_rounds, config.train.early_stopping,
+        min_rows=config.tune.min_rows, keep_model=True,
+    )  # fmt: skip
     if result.booster is None:
         return float("nan")
     booster: lgb.Booster = result.booster
-    matrix = rows.select(booster.feature_name()).to_numpy().astype(np.float32)
-    probabilities = np.asarray(booster.predict(matrix, num_iteration=booster.best_iteration))
-    return average_precision(rows[variant.variant_id].to_numpy().astype(int), probabilities)
+    probabilities = np.asarray(booster.predict(events, num_iteration=booster.best_iteration))
+    return average_precision(labels, probabilities)
 
 
-def compare(config: Any, run_dir: str, bars: pl.DataFrame, start: Any) -> list[dict[str, Any]]:
+def compare(config: Any, run_dir: str) -> list[dict[str, Any]]:
     layout = RunLayout(run_dir)
     plan = read_plan(layout)
     winners = json.loads(Path(layout.tune_winners(1)).read_text())["winners"]
     matrix = load_matrix(layout, json.loads(Path(layout.selected_features).read_text()))
-    features = build_feature_matrix(bars, config.features.scale)
     rows_out = []
     for gid, row in winners.items():
         variant = next(v for v in plan.groups[gid] if v.variant_id == row["variant_id"])
         group = load_group(layout, plan, matrix, config, [variant])
-        rows, labels = holdout_rows(bars, variant, features, start)
+        events, labels = events_in_test_period(layout, plan, matrix, config, variant)
         if group is None or len(np.unique(labels)) < 2:
             continue
         default = production_params(config, default_params(config))
-        tuned = production_params(config, tuned_params(config, layout, gid))
+        adopted = production_params(config, tuned_params(config, layout, gid))
+        default_ap = fit_and_score(group, variant, default, config, events, labels)
+        same = adopted == default
+        verdict = adoption_of(layout, gid)
         rows_out.append(
             {
                 "group": gid,
                 "variant": variant.variant_id,
-                "holdout_events": rows.height,
-                "default_ap": fit_and_score(group, variant, default, config, rows),
-                "tuned_ap": fit_and_score(group, variant, tuned, config, rows),
+                "test_events": len(labels),
+                "adopted": not same,
+                "reason": verdict.get("reason", ""),
+                "default_ap": default_ap,
+                "tuned_ap": default_ap
+                if same
+                else fit_and_score(group, variant, adopted, config, events, labels),
                 "tuned_params": {
-                    k: tuned[k] for k in ("num_leaves", "max_depth", "learning_rate", "lambda_l1")
+                    k: adopted[k] for k in ("num_leaves", "max_depth", "learning_rate", "lambda_l1")
                 },  # fmt: skip
             }
         )
@@ -142,6 +128,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_delta_ap": statistics.fmean(deltas),
         "median_delta_ap": statistics.median(deltas),
         "share_improved": sum(d > 0 for d in deltas) / len(deltas),
+        "groups_adopting_tuned": sum(r["adopted"] for r in valid),
+        "share_improved_when_adopted": (
+            sum(r["tuned_ap"] > r["default_ap"] for r in valid if r["adopted"])
+            / max(1, sum(r["adopted"] for r in valid))
+        ),
+        "tuned_no_worse_on_test": statistics.fmean(deltas) >= 0,
     }
 
 
@@ -149,24 +141,33 @@ def write_results(out: Path, payload: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "tuning_holdout.json").write_text(json.dumps(payload, indent=2, default=str))
     s = payload["summary"]
+    verdict = "no worse than" if s["tuned_no_worse_on_test"] else "WORSE than"
     lines = [
-        "# Tuned vs default parameters on a held-out period",
+        "# Tuned vs default parameters on the untouched test period",
         "",
-        f"Machine: {payload['machine']}. Environment {payload['env']}, "
-        f"holdout = last {payload['holdout']:.0%} of the bars (from {payload['holdout_start']}), "
+        f"Machine: {payload['machine']}. Environment {payload['env']}, test period = last "
+        f"{payload['test_fraction']:.0%} of the timeline (from {payload['test_start']}), "
         f"tuning budget {payload['budget_core_seconds']} core-seconds, "
         f"tuning took {payload['tuning_seconds']:.0f} s.",
         "",
-        "| groups | mean default AP | mean tuned AP | mean ΔAP | median ΔAP | share improved |",
-        "|---|---|---|---|---|---|",
-        f"| {s['groups']} | {s['mean_default_ap']:.4f} | {s['mean_tuned_ap']:.4f} | "
-        f"{s['mean_delta_ap']:+.4f} | {s['median_delta_ap']:+.4f} | {s['share_improved']:.0%} |",
+        f"**Result: the adopted parameters are {verdict} the stage-1 defaults on the test "
+        f"period (mean ΔAP {s['mean_delta_ap']:+.4f}).** Tuned parameters replace the "
+        "defaults only where they beat them on the training period's rolling CV "
+        f"(`tune.adopt_margin`): {s['groups_adopting_tuned']} of {s['groups']} groups; the "
+        "others keep the defaults, so their ΔAP is 0 by construction.",
         "",
-        "| group | holdout events | default AP | tuned AP |",
-        "|---|---|---|---|",
+        "| groups | adopted tuned | mean default AP | mean adopted AP | mean ΔAP | median ΔAP "
+        "| improved where adopted |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['groups']} | {s['groups_adopting_tuned']} | {s['mean_default_ap']:.4f} | "
+        f"{s['mean_tuned_ap']:.4f} | {s['mean_delta_ap']:+.4f} | {s['median_delta_ap']:+.4f} | "
+        f"{s['share_improved_when_adopted']:.0%} |",
+        "",
+        "| group | test events | params | default AP | adopted AP | why |",
+        "|---|---|---|---|---|---|",
         *[
-            f"| {r['group']} | {r['holdout_events']} | {r['default_ap']:.4f} | "
-            f"{r['tuned_ap']:.4f} |"
+            f"| {r['group']} | {r['test_events']} | {'tuned' if r['adopted'] else 'default'} "
+            f"| {r['default_ap']:.4f} | {r['tuned_ap']:.4f} | {r['reason']} |"
             for r in payload["groups"]
         ],
     ]
@@ -176,29 +177,24 @@ def write_results(out: Path, payload: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="local-dev")
-    parser.add_argument("--holdout", type=float, default=0.15)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = load_environment(args.env)
-    bars = load_source_bars(config)
-    stamps = bars["timestamp"].unique().sort()
-    start = stamps[int(len(stamps) * (1 - args.holdout))]
     with tempfile.TemporaryDirectory() as scratch:
-        tuning_bars = Path(scratch) / "tuning_bars.parquet"
-        bars.filter(pl.col("timestamp") < start).write_parquet(tuning_bars)
-        tuning_config = with_data_uri(config, str(tuning_bars))
         run_dir = str(Path(scratch) / "runs" / "bench")
-        seconds = run_tuning(tuning_config, run_dir)
-        groups = compare(tuning_config, run_dir, bars, start)
+        seconds = run_tuning(config, run_dir)
+        periods = read_plan(RunLayout(run_dir)).periods.to_dict()
+        groups = compare(config, run_dir)
     payload = {
         "env": config.name,
-        "holdout": args.holdout,
-        "holdout_start": str(start),
+        "test_fraction": config.split.test_fraction,
+        "test_start": periods["test_start"],
         "budget_core_seconds": config.tune.budget_core_seconds,
+        "adopt_margin": config.tune.adopt_margin,
         "tuning_seconds": seconds,
         "machine": f"{platform.processor() or platform.machine()}, "
-        f"{__import__('os').cpu_count()} cores, lightgbm {lgb.__version__}",
+        f"{os.cpu_count()} cores, lightgbm {lgb.__version__}",
         "summary": summarise(groups),
         "groups": groups,
     }

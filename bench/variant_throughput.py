@@ -36,7 +36,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from typing import Any
 import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
-BAR_INTERVAL = timedelta(hours=1)
 VALIDATION_FRACTION = 0.2
 
 
@@ -99,7 +97,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     from alphafactory import io
     from alphafactory.config.models import GridConfig
-    from alphafactory.data.splits import split_cutoff
+    from alphafactory.data.splits import BEYOND_DATA, Periods, selection_split
     from alphafactory.data.synthetic import generate_bars
     from alphafactory.models.lightgbm_shard import variant_rows
     from alphafactory.models.variants import expand_grid, group_variants
@@ -125,14 +123,16 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     features_file = workdir / "features.parquet"
     io.write_parquet(str(features_file), frame)
     del frame
-    cutoff = split_cutoff(timeline, VALIDATION_FRACTION)
+    # A throughput benchmark needs two periods only: train, and a validation period to the end.
+    cutoff = np.sort(timeline)[int(len(timeline) * (1.0 - VALIDATION_FRACTION))]
+    split = selection_split(Periods(cutoff, BEYOND_DATA))
     groups = group_variants(expand_grid(grid, args.symbols))
     manifest: dict[str, Any] = {"features_file": str(features_file), "groups": {}}
     (workdir / "rows").mkdir(exist_ok=True)
     for gid, variants in groups.items():
         target_file = workdir / f"targets_{gid}.parquet"
         io.write_parquet(str(target_file), targets[gid])
-        _, _, per_variant = variant_rows(timeline, targets[gid], variants, cutoff, BAR_INTERVAL, 0)
+        _, _, per_variant = variant_rows(timeline, targets[gid], variants, split)
         entries = []
         for variant in variants:
             tr, ty, va, vy = per_variant[variant.variant_id]
@@ -276,6 +276,7 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
     import polars as pl
 
     from alphafactory import io
+    from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
     from alphafactory.models.lightgbm_shard import DATASET_PARAMS, build_group, variant_rows
     from alphafactory.models.variants import Variant
 
@@ -284,15 +285,14 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
     timeline = frame["timestamp"].cast(pl.Datetime("us")).to_numpy()
     values = frame.select(names).to_numpy().astype(np.float32, copy=False)
     del frame
-    cutoff = np.datetime64(manifest["cutoff"], "us")
+    split = selection_split(Periods(np.datetime64(manifest["cutoff"], "us"), BEYOND_DATA))
     for gid, group in manifest["groups"].items():
         variants = [Variant.from_dict(e["variant"]) for e in group["variants"]]
+        ends = [label_end_column(h) for h in sorted({v.horizon for v in variants})]
         targets = io.read_parquet(
-            group["targets_file"], ["timestamp", *[v.variant_id for v in variants]]
+            group["targets_file"], ["timestamp", *[v.variant_id for v in variants], *ends]
         )
-        train_union, valid_union, per_variant = variant_rows(
-            timeline, targets, variants, cutoff, BAR_INTERVAL, 0
-        )
+        train_union, valid_union, per_variant = variant_rows(timeline, targets, variants, split)
         data = build_group(
             gid,
             values,

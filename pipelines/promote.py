@@ -129,7 +129,16 @@ def check_gates(
             f"refusing to promote '{source.name}': no champion model in the registry at {uri}"
         )
     from alphafactory.registry.grades import grade_at_least
+    from alphafactory.registry.records import SKILL_YES, TAG_SKILL
 
+    unskilled = [c for c in champions if registry.info(c.model_id).tags.get(TAG_SKILL) != SKILL_YES]
+    if unskilled:
+        listed = ", ".join(c.model_id for c in unskilled)
+        raise ConfigError(
+            f"refusing to promote '{source.name}': champions without significant skill on "
+            f"their test period: {listed}; retrain them until they pass the skill test, or "
+            "remove their champion alias"
+        )
     minimum = source.promotion.min_grade
     below = [c for c in champions if not grade_at_least(c.grade, minimum)]
     if below:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,9 @@ def test_list_all_and_filtered(env: str, registry: ModelRegistry) -> None:
     for grade in {m.grade for m in everything}:
         expected = {m.model_id for m in everything if m.grade == grade}
         assert listed("--grade", grade, env=env) == expected
-    assert listed("--champions", env=env) == {m.model_id for m in everything}
+    # only models with skill on the test period are champions: the planted symbol's four
+    champions = {m.model_id for m in everything if m.symbol == "BTC"}
+    assert listed("--champions", env=env) == champions and len(champions) == 4
 
 
 def test_list_with_runs_dir_override(runs: TinyRuns, tmp_path: Path) -> None:
@@ -77,7 +80,7 @@ def test_list_with_runs_dir_override(runs: TinyRuns, tmp_path: Path) -> None:
 
 
 def test_info_shows_lineage_and_checksum(env: str, registry: ModelRegistry, runs: TinyRuns) -> None:
-    model = registry.get("alphafactory.ETH_w3_low/1")
+    model = registry.get("alphafactory.BTC_w3_low/1")
     details = registry.info(model.model_id)
     code, output = invoke("models", "info", model.model_id, "--env", env)
     assert code == 0, output
@@ -130,20 +133,46 @@ def test_resolve_without_terminal_raises(registry: ModelRegistry) -> None:
 def test_benchmark_prints_the_ap_of_each_model(
     env: str, registry: ModelRegistry, runs: TinyRuns, tmp_path: Path
 ) -> None:
-    data = str(tmp_path / "holdout.parquet")
-    write_bars(generate_bars(["BTC", "ETH"], n_bars=1200, seed=11), data)
+    data = str(tmp_path / "later.parquet")
+    later = generate_bars(["BTC", "ETH"], n_bars=1200, seed=11, start=datetime(2021, 1, 1))
+    write_bars(later, data)
     ids = ["alphafactory.BTC_w3_high/1", "alphafactory.ETH_w10_low/1"]
     code, output = invoke("models", "benchmark", "--models", ",".join(ids), data, "--env", env)
     assert code == 0, output
+    assert "warning" not in output  # bars after every model's test start: no overlap
     for model_id in ids:
         [row] = [line for line in output.splitlines() if model_id in line]
         printed = float(re.findall(r"\b[01]\.\d{4}\b", row)[0])
         variant_id = str(registry.info(model_id).params["variant_id"])
         path = registry.download(model_id, tmp_path / model_id.replace("/", "_"))
-        expected = score_model(path, variant_id, data, runs.config.features.scale)
+        [expected] = score_model(path, variant_id, data, runs.config.features.scale)
         assert 0.0 <= printed <= 1.0
         assert printed == pytest.approx(expected.average_precision, abs=5e-5)
-        assert variant_id in row and str(expected.rows) in row
+        assert variant_id in row and str(expected.rows) in row and "out-of-sample" in row
+
+
+def test_benchmark_on_the_training_bars_warns_and_splits_in_and_out_of_sample(
+    env: str, registry: ModelRegistry, runs: TinyRuns
+) -> None:
+    model_id = "alphafactory.BTC_w3_high/1"
+    info = registry.info(model_id)
+    code, output = invoke("models", "benchmark", "--models", model_id, runs.data_uri, "--env", env)
+    assert code == 0, output
+    assert f"warning: {model_id}:" in output and "before its test period" in output
+    assert info.tags["test_start"] in output.replace("\n", "")
+    rows = {
+        period: line
+        for line in output.splitlines()
+        if model_id in line
+        for period in ("in-sample", "out-of-sample")
+        if f" {period} " in line
+    }
+    assert set(rows) == {"in-sample", "out-of-sample"}
+    # the out-of-sample events are the model's own test events: same count, same AP
+    out_of_sample = rows["out-of-sample"]
+    assert f" {int(info.metrics['n_test'])} " in out_of_sample
+    printed = float(re.findall(r"\b[01]\.\d{4}\b", out_of_sample)[0])
+    assert printed == pytest.approx(info.metrics["ap"], abs=2e-3)
 
 
 def test_benchmark_unknown_model_is_one_line(env: str, tmp_path: Path) -> None:

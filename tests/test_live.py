@@ -19,7 +19,9 @@ from alphafactory.stages import live
 from alphafactory.stages.live import LIVE_SCHEMA, live_predictions_path, run_live
 
 FIRST_BARS = 200
-GROUPS = 8
+GROUPS = 4
+"""Groups with a champion: the planted symbol's four (ETH's models lack skill, so they are
+never champions and live inference skips them)."""
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +55,12 @@ def test_first_run_predicts_the_last_bars_of_every_group(
 ) -> None:
     frame = pl.read_parquet(_live_file(runs))
     assert first_run.added == first_run.rows_total == FIRST_BARS * GROUPS == frame.height
-    assert first_run.rows_added == dict.fromkeys(runs.plan["groups"], FIRST_BARS)
+    champions = [g for g in runs.plan["groups"] if g.startswith("BTC")]
+    assert first_run.rows_added == dict.fromkeys(champions, FIRST_BARS)
     assert dict(frame.schema) == LIVE_SCHEMA
     assert frame.select("timestamp", "group_id").is_unique().all()
     assert set(frame["semver"]) == {"1.0.0"}
-    assert set(frame["model_id"]) == {f"alphafactory.{g}/1" for g in runs.plan["groups"]}
+    assert set(frame["model_id"]) == {f"alphafactory.{g}/1" for g in champions}
 
 
 def test_live_probabilities_equal_batch_inference(
@@ -120,7 +123,9 @@ def test_crash_while_writing_keeps_the_previous_file(
 
     monkeypatch.setattr(live, "_commit", crash)
     with pytest.raises(OSError, match="disk vanished"):
-        run_live(runs.config, str(runs.runs_dir), registry, data=_bars_file(tmp_path, 1590))
+        run_live(
+            runs.config, str(runs.runs_dir), registry, data=_bars_file(tmp_path, TINY_BARS + 90)
+        )
     assert len(written) == 1 and written[0].parent == live_file.parent
     assert live_file.read_bytes() == before
     assert sorted(p.name for p in live_file.parent.iterdir()) == [live_file.name]
@@ -152,11 +157,11 @@ def test_infer_without_live_is_a_usage_error(runs: TinyRuns, tmp_path: Path) -> 
 def test_tampered_champion_is_refused(tiny_runs: TinyRuns, tmp_path: Path) -> None:
     runs = clone_runs(tiny_runs, tmp_path)
     registry = ModelRegistry(root=runs.runs_dir / "registry")
-    champion = registry.champion("alphafactory.ETH_w10_low")
+    champion = registry.champion("alphafactory.BTC_w10_low")
     assert champion is not None
     stored = Path(urlparse(registry.info(champion.model_id).source).path) / champion.artifact_file
     stored.write_bytes(stored.read_bytes() + b"\n")
-    with pytest.raises(ModelError, match=r"ETH_w10_low\.txt has sha256 .* was recorded"):
+    with pytest.raises(ModelError, match=r"BTC_w10_low\.txt has sha256 .* was recorded"):
         run_live(runs.config, str(runs.runs_dir), registry, first_bars=5)
     assert not _live_file(runs).exists()
     result = CliRunner().invoke(

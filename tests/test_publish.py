@@ -87,16 +87,24 @@ def test_every_production_model_is_registered_as_1_0_0(first: TinyRuns) -> None:
     assert {str(m.semver) for m in registered} == {"1.0.0"}
     assert {m.name for m in registered} == {registered_model_name(g) for g in models}
     assert all(m.model_type == "lightgbm" for m in registered)
-    assert _published(first) == {
+    published = _published(first)
+    assert {gid: {k: v for k, v in p.items() if k != "skill"} for gid, p in published.items()} == {
         m.group: {
             "model_id": m.model_id,
             "display_name": m.display_name,
             "semver": "1.0.0",
             "grade": m.grade,
-            "champion": True,
+            "champion": published[m.group]["skill"]["skill"],
         }
         for m in registered
     }
+
+
+def test_only_the_planted_symbols_models_have_skill(first: TinyRuns) -> None:
+    published = _published(first)
+    skilled = sorted(gid for gid, p in published.items() if p["skill"]["skill"])
+    assert skilled == sorted(gid for gid in published if gid.startswith("BTC"))
+    assert len(skilled) == 4
 
 
 def test_grades_checksums_and_lineage(first: TinyRuns) -> None:
@@ -117,13 +125,23 @@ def test_grades_checksums_and_lineage(first: TinyRuns) -> None:
         assert info.lineage.parent_model_ids == ()
         assert info.lineage.pipeline_run_id == "run-1"
         assert info.params["variant_id"] == fitted["variant_id"]
-        assert info.metrics["ap"] == pytest.approx(fitted["average_precision"])
+        # the registered, graded AP is the untouched test period's; selection AP is beside it
+        assert info.metrics["ap"] == pytest.approx(fitted["test"]["test_ap"])
+        assert info.metrics["selection_ap"] == pytest.approx(fitted["average_precision"])
+        assert info.metrics["n_test"] == fitted["test"]["n_events"]
+        skill = info.tags["skill"] == "yes"
+        assert skill == (model.grade != "F")  # without skill: F whatever the cohort rank
 
 
-def test_champion_alias_points_at_each_group_model(first: TinyRuns) -> None:
+def test_champion_alias_points_at_each_group_model_with_skill(first: TinyRuns) -> None:
     registry = _registry(first)
+    published = _published(first)
+    assert len(published) == 8
     for gid in _production_models(first):
         champion = registry.champion(registered_model_name(gid))
+        if not published[gid]["skill"]["skill"]:
+            assert champion is None  # no skill on the test period: never a champion
+            continue
         assert champion is not None
         assert champion.semver == SemVer(1, 0, 0)
         assert CHAMPION in champion.aliases
@@ -146,9 +164,13 @@ def test_rerun_on_same_data_bumps_the_patch_version(rerun: Rerun) -> None:
     for gid in rerun.published:
         earlier, later = _version(registry, gid, "1.0.0"), _version(registry, gid, "1.0.1")
         assert later.sha256 == earlier.sha256  # the cached file is the same model
-        assert registry.info(later.model_id).lineage.parent_model_ids == (earlier.model_id,)
-        # equal AP keeps the newest version champion (ties promote)
         champion = registry.champion(registered_model_name(gid))
+        parents = registry.info(later.model_id).lineage.parent_model_ids
+        if not rerun.published[gid]["skill"]["skill"]:
+            assert champion is None and parents == ()
+            continue
+        assert parents == (earlier.model_id,)
+        # equal test AP keeps the newest version champion (ties promote)
         assert champion is not None and champion.model_id == later.model_id
     assert len(registry.list_models()) == 16
 
@@ -164,3 +186,28 @@ def test_tampered_artifact_is_refused_by_download(rerun: Rerun, tmp_path: Path) 
     with pytest.raises(ModelError, match=r"sha256 .* was recorded: the file was modified"):
         registry.download(model.model_id, tmp_path / "bad")
     assert not (tmp_path / "bad" / model.artifact_file).exists()
+
+
+def test_a_new_version_without_skill_leaves_the_previous_champion(
+    tiny_runs: TinyRuns, tmp_path: Path
+) -> None:
+    """The same model republished, but its skill test now fails: graded F, champion stays."""
+    runs = clone_runs(tiny_runs, tmp_path)
+    gid = "BTC_w3_high"
+    assert _published(runs)[gid]["champion"]
+    for shard in (runs.run_dir / "train" / "shards").glob("*.json"):
+        fitted = json.loads(shard.read_text())
+        if gid in fitted:
+            fitted[gid]["test"]["p_value"] = 1.0
+            shard.write_text(json.dumps(fitted))
+    run_infer(runs.config, str(runs.run_dir))
+    republished = _published(runs)
+    assert republished[gid]["semver"] == "1.0.1" and republished[gid]["grade"] == "F"
+    assert not republished[gid]["champion"] and not republished[gid]["skill"]["skill"]
+    registry = _registry(runs)
+    champion = registry.champion(registered_model_name(gid))
+    assert champion is not None and champion.semver == SemVer(1, 0, 0)
+    assert registry.info(_version(registry, gid, "1.0.1").model_id).tags["skill"] == "no"
+    # the other planted groups kept their skill and moved their champion to 1.0.1
+    others = [g for g, p in republished.items() if p["skill"]["skill"]]
+    assert len(others) == 3 and all(republished[g]["champion"] for g in others)

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphafactory.data.splits import split_cutoff
+from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
 from alphafactory.metrics import average_precision
 from alphafactory.models.lightgbm_shard import (
     DATASET_PARAMS,
@@ -28,6 +28,7 @@ from alphafactory.models.variants import Variant
 
 N_ROWS, N_FEATURES = 3000, 30
 HOUR = timedelta(hours=1)
+HOURS = np.timedelta64(1, "h")
 VARIANTS = [
     Variant("AAA", 3, "high", 1.0, 1.0, 6),  # every row labelled, rule on x0 / x1
     Variant("AAA", 3, "high", 2.0, 1.0, 6),  # half the rows, same rule
@@ -63,9 +64,19 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
             VARIANTS[0].variant_id: pl.Series(first, dtype=pl.Int8),
             VARIANTS[1].variant_id: pl.Series(np.where(half, first, -1), dtype=pl.Int8),
             VARIANTS[2].variant_id: pl.Series(np.where(most, swapped, -1), dtype=pl.Int8),
+            # the frame is a slice of a longer hourly history: labels end h hours later
+            **{
+                label_end_column(h): pl.Series(timeline + h * np.timedelta64(1, "h"))
+                for h in (6, 12)
+            },
         }
     ).with_columns(pl.col(v.variant_id).replace(-1, None) for v in VARIANTS[1:])
     return timeline, matrix, targets
+
+
+def split_at(timeline: np.ndarray, row: int, embargo_bars: int = 0) -> Any:
+    """Train before `row`, select from it; the test period lies past the data."""
+    return selection_split(Periods(timeline[row], BEYOND_DATA), embargo_bars)
 
 
 def make_group(
@@ -75,9 +86,8 @@ def make_group(
     variants: list[Variant],
     max_train_rows: int | None = None,
 ) -> GroupData:
-    cutoff = split_cutoff(timeline, 0.2)
     train_union, valid_union, per_variant = variant_rows(
-        timeline, targets, variants, cutoff, HOUR, 0, max_train_rows
+        timeline, targets, variants, split_at(timeline, 2400), max_train_rows
     )
     names = [f"f{i}" for i in range(matrix.shape[1])]
     return build_group(
@@ -104,13 +114,11 @@ def sequential(group: GroupData) -> list[FitResult]:
 
 def test_variant_rows_purge_and_labels(data: tuple[np.ndarray, np.ndarray, pl.DataFrame]) -> None:
     timeline, _, targets = data
-    cutoff = split_cutoff(timeline, 0.2)
-    assert cutoff == timeline[2400]
     train_union, valid_union, per_variant = variant_rows(
-        timeline, targets, VARIANTS, cutoff, HOUR, 0
+        timeline, targets, VARIANTS, split_at(timeline, 2400)
     )
     train, train_y, valid, valid_y = per_variant[VARIANTS[0].variant_id]
-    # Horizon 6 bars: rows t with t + 6h < cutoff are 0..2393.
+    # Horizon 6 bars: rows whose label ends (t + 6h) before row 2400 are 0..2393.
     np.testing.assert_array_equal(train, np.arange(2394))
     np.testing.assert_array_equal(valid, np.arange(2400, 3000))
     labels = targets[VARIANTS[0].variant_id].to_numpy()
@@ -132,14 +140,16 @@ def test_variant_rows_with_embargo_and_row_cap(
     data: tuple[np.ndarray, np.ndarray, pl.DataFrame],
 ) -> None:
     timeline, _, targets = data
-    cutoff = split_cutoff(timeline, 0.2)
-    _, _, per_variant = variant_rows(timeline, targets, VARIANTS[:1], cutoff, HOUR, 5, 500)
+    split = split_at(timeline, 2400, embargo_bars=5)
+    _, _, per_variant = variant_rows(timeline, targets, VARIANTS[:1], split, 500)
     train, train_y, valid, _ = per_variant[VARIANTS[0].variant_id]
     assert len(train) == 500
-    assert train[0] == 0 and train[-1] == 2393  # spread over the whole training period
+    # the embargo moves label ends 5 bars later: t + 6h + 5h < row 2400 keeps 0..2388
+    assert train[0] == 0 and train[-1] == 2388  # spread over the whole training period
     assert np.all(np.diff(train) > 0)
     np.testing.assert_array_equal(train_y, targets[VARIANTS[0].variant_id].to_numpy()[train])
-    np.testing.assert_array_equal(valid, np.arange(2405, 3000))
+    # selection rows need their embargoed end inside the data (the frame ends at row 2999)
+    np.testing.assert_array_equal(valid, np.arange(2400, 2989))
 
 
 def test_build_group_positions_point_at_the_same_rows(

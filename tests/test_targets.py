@@ -282,11 +282,26 @@ def hand_bars() -> pl.DataFrame:
     )
 
 
+def test_label_ends_follow_the_symbols_own_uneven_bars() -> None:
+    bars = hand_bars()
+    gap = pl.when(pl.int_range(pl.len()) >= 10).then(pl.duration(hours=30)).otherwise(pl.duration())
+    uneven = bars.with_columns(pl.col("timestamp") + gap)  # an outage before bar 10
+    frame = group_targets(uneven, [Variant("AAA", 3, "high", 10.0, 1.0, 3)])
+    # bar 8's third next bar is bar 11, 32 hours later, not 3 hours
+    assert frame["label_end_h3"][8] == uneven["timestamp"].dt.replace_time_zone(None)[11]
+
+
 def test_group_targets_on_hand_series() -> None:
     variants = [Variant("AAA", 3, "high", k, 1.0, h) for k in (10.0, 15.0, 17.0) for h in (1, 3, 6)]
     frame = group_targets(hand_bars(), variants)
-    assert frame.columns == ["timestamp", *[v.variant_id for v in variants]]
+    ends = ["label_end_h1", "label_end_h3", "label_end_h6"]
+    assert frame.columns == ["timestamp", *[v.variant_id for v in variants], *ends]
     assert frame.height == N_HAND
+    # every row's label end is the h-th next bar of the symbol; past the data: never
+    stamps = hand_bars()["timestamp"].dt.replace_time_zone(None).to_list()
+    for horizon, column in zip((1, 3, 6), ends, strict=True):
+        expected = stamps[horizon:] + [datetime(9999, 12, 31)] * horizon
+        assert frame[column].to_list() == expected
 
     def labelled(variant_id: str) -> dict[int, int]:
         column = frame[variant_id]
@@ -325,7 +340,8 @@ def test_build_targets_one_frame_per_group(
     assert list(targets) == list(groups)
     assert len(targets) == 8
     for gid, frame in targets.items():
-        assert frame.columns == ["timestamp", *[v.variant_id for v in groups[gid]]]
+        ends = ["label_end_h3", "label_end_h12"]
+        assert frame.columns == ["timestamp", *[v.variant_id for v in groups[gid]], *ends]
         assert frame.height == 600
         for variant in groups[gid]:
             column = frame[variant.variant_id]

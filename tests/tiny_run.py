@@ -21,20 +21,23 @@ import polars as pl
 import pytest
 import yaml
 
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.models import EnvironmentConfig, PlantConfig
 from alphafactory.data.bars import write_bars
 from alphafactory.data.synthetic import generate_bars
 
 TINY_SYMBOLS = ["BTC", "ETH"]
-TINY_BARS = 1500
+TINY_BARS = 4000
 EXTRA_BARS = 100
+PLANTED = PlantConfig(symbols=["BTC"])
+"""BTC carries the generator's planted signal and ETH is pure noise, so the tiny run has
+models with skill (BTC's four groups: champions) and models without (ETH's: grade F)."""
 """The bars file of the tiny run holds the first TINY_BARS of a longer series, so that the
 live-inference tests can 'receive' up to EXTRA_BARS genuinely new bars of the same series."""
 
 
 def tiny_bars(n_bars: int = TINY_BARS) -> pl.DataFrame:
     """The first `n_bars` bars per symbol of one seeded synthetic series."""
-    bars = generate_bars(TINY_SYMBOLS, n_bars=TINY_BARS + EXTRA_BARS, seed=7)
+    bars = generate_bars(TINY_SYMBOLS, n_bars=TINY_BARS + EXTRA_BARS, seed=7, planted=PLANTED)
     return bars.group_by("symbol", maintain_order=True).head(n_bars).sort("symbol", "timestamp")
 
 
@@ -58,6 +61,9 @@ TINY_STAGE_SETTINGS: dict[str, Any] = {
     },
     "tune": {"num_rounds": 30, "min_rows": 30},
     "train": {"num_rounds": 50},
+    # A quarter of the timeline as the test period: enough test events per group for the
+    # skill test to separate the planted symbol from noise with a margin.
+    "split": {"test_fraction": 0.25},
 }
 """Everything but data and paths of the tiny environment: 8 groups of one variant each."""
 

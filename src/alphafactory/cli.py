@@ -6,13 +6,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from alphafactory.errors import AlphaFactoryError
+
+if TYPE_CHECKING:
+    from alphafactory.config import EnvironmentConfig
 
 app = typer.Typer(
     name="alphafactory",
@@ -74,42 +77,46 @@ def run(
         errors.print(f"[bold red]error:[/] {outcome.error}", highlight=False, soft_wrap=True)
         errors.print(f"partial outputs kept for inspection in {outcome.run_dir}", highlight=False)
         raise typer.Exit(code=1)
-    _print_winners(outcome.run_dir)
+    _print_winners(outcome.run_dir, plan.config)
     console.print(f"run folder: [bold green]{outcome.run_dir}[/]", highlight=False, soft_wrap=True)
 
 
-def _print_winners(run_dir: Path) -> None:
+def _print_winners(run_dir: Path, config: EnvironmentConfig) -> None:
     from alphafactory import io
     from alphafactory.stages.common import RunLayout, read_plan
     from alphafactory.stages.infer import trained_models
-    from alphafactory.stages.report import winner_rows
+    from alphafactory.stages.report import skill_lines, winner_rows
 
     layout = RunLayout(str(run_dir))
     plan = read_plan(layout)
     published = io.read_json(layout.path("infer", "registry.json"))
     rows = winner_rows(layout, plan, trained_models(layout, len(plan.shards)), published)
-    table = Table(title=f"{len(rows)} group winners", show_lines=False)
-    for header, justify in (
-        ("group", "left"),
-        ("winning variant", "left"),
-        ("stage-1 AP", "right"),
-        ("stage-4 AP", "right"),
-        ("production AP", "right"),
-        ("version", "right"),
-        ("grade", "left"),
-    ):
+    table = Table(title=f"{len(rows)} group winners, scored on the untouched test period")
+    columns = (
+        ("group", "left", "group"),
+        ("truth", "left", "planted"),
+        ("winning variant", "left", "variant"),
+        ("params", "left", "params"),
+        ("test AP", "right", "test_ap"),
+        ("baseline", "right", "baseline_ap"),
+        ("p (corr.)", "right", "p_adjusted"),
+        ("skill", "left", "skill"),
+        ("selection AP*", "right", "selection_ap"),
+        ("grade", "left", "grade"),
+        ("champion", "left", "champion"),
+    )
+    for header, justify, _ in columns:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(
-            row["group"],
-            row["variant"],
-            _number(row["stage1_ap"]),
-            _number(row["stage4_ap"]),
-            _number(row["production_ap"]),
-            row["version"] or "—",
-            row["grade"] or "—",
-        )
+        table.add_row(*[_cell(row[key]) for _, _, key in columns])
     console.print(table)
+    console.print("* optimistic: the selection period chose the variant and its parameters")
+    for line in skill_lines(config, rows):
+        console.print(line)
+
+
+def _cell(value: Any) -> str:
+    return _number(value) if isinstance(value, float) else "—" if value is None else str(value)
 
 
 def _number(value: Any) -> str:

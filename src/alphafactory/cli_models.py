@@ -28,6 +28,7 @@ models_app = typer.Typer(help="Registered production models.", no_args_is_help=T
 cache_app = typer.Typer(help="The cache of production fits.", no_args_is_help=True)
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name or YAML path.")]
 RunsOption = Annotated[
@@ -185,39 +186,52 @@ def benchmark(
     env: EnvOption = "local-dev",
     runs_dir: RunsOption = None,
 ) -> None:
-    """Average precision of several models on the same bars, side by side."""
+    """Average precision of several models on the same bars, side by side; events before a
+    model's test period are scored apart as in-sample, with a warning."""
     from alphafactory.config import load_environment
+    from alphafactory.stages.evaluate import IN_SAMPLE
 
     config = _guard(lambda: load_environment(env))
     registry = _guard(lambda: open_registry(env, runs_dir))
     requests = [part.strip() for part in models.split(",") if part.strip()]
     table = Table(title=f"benchmark on {data}")
-    for header in ("model", "variant", "rows", "average precision", "grade"):
+    for header in ("model", "variant", "period", "events", "from", "to", "AP", "grade"):
         table.add_column(header)
     with tempfile.TemporaryDirectory() as scratch:
         for request in requests:
-            chosen, variant_id, score = _guard(
+            chosen, variant_id, scores, test_start = _guard(
                 partial(_score, registry, request, scratch, data, config)
             )
-            table.add_row(
-                chosen.model_id,
-                variant_id,
-                str(score.rows),
-                f"{score.average_precision:.4f}",
-                chosen.grade,
-            )
+            for score in scores:
+                if score.period == IN_SAMPLE:
+                    err_console.print(
+                        f"warning: {chosen.model_id}: {score.rows} events of {data} "
+                        f"({score.first} .. {score.last}) fall before its test period "
+                        f"({test_start}), in the periods that trained and chose it; they are "
+                        "scored separately as in-sample and are optimistic"
+                    )
+                table.add_row(
+                    chosen.model_id, variant_id, score.period, str(score.rows), score.first,
+                    score.last, f"{score.average_precision:.4f}", chosen.grade,
+                )  # fmt: skip
     console.print(table)
 
 
 def _score(
     registry: ModelRegistry, request: str, scratch: str, data: str, config: EnvironmentConfig
-) -> tuple[RegisteredModel, str, Score]:
+) -> tuple[RegisteredModel, str, list[Score], str]:
+    from alphafactory.data.splits import parse_time
+    from alphafactory.registry.records import TAG_TEST_START
     from alphafactory.stages.evaluate import score_model
 
     chosen = resolve_model(registry, request)
     path = registry.download(chosen.model_id, scratch)
-    variant_id = str(registry.info(chosen.model_id).params["variant_id"])
-    return chosen, variant_id, score_model(Path(path), variant_id, data, config.features.scale)
+    info = registry.info(chosen.model_id)
+    variant_id = str(info.params["variant_id"])
+    test_start = info.tags.get(TAG_TEST_START, "")
+    start = parse_time(test_start) if test_start else None
+    scores = score_model(Path(path), variant_id, data, config.features.scale, start)
+    return chosen, variant_id, scores, test_start
 
 
 def _cache(env: str, runs_dir: Path | None) -> ModelCache:

@@ -57,6 +57,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRegistry
             version=version,
             symbol=group.split("_")[0],
             group=group,
+            extra_tags={"skill": "yes"},
         )
     models.set_alias(registered_model_name("BTC_w5_high"), 1, "champion")
     models.set_alias(registered_model_name("ETH_w10_low"), 1, "champion")
@@ -148,6 +149,36 @@ def test_refuses_a_champion_below_the_minimum_grade(repo: Path, registry: ModelR
         registry.set_alias(name, 1, "champion")
     assert str(error.value) == (
         f"refusing to promote 'staging': champions below promotion.min_grade B: {name}/2 (grade C)"
+    )
+
+
+def test_refuses_a_champion_without_skill(
+    repo: Path, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    name = registered_model_name("ETH_w10_low")
+    unskilled = registry.register(
+        name,
+        _tiny_model(tmp_path / "unskilled.txt", 7),
+        model_type="lightgbm",
+        metrics={"ap": 0.9},
+        params={"num_leaves": 4},
+        lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
+        grade="S",
+        version=SemVer(2, 0, 0),
+        symbol="ETH",
+        group="ETH_w10_low",
+        extra_tags={"skill": "no"},
+    )
+    registry.set_alias(name, unskilled.version, "champion")
+    try:
+        with pytest.raises(ConfigError) as error:
+            promote(repo, "staging", "production", tracking_uri=registry.tracking_uri)
+    finally:
+        registry.set_alias(name, 1, "champion")
+    assert str(error.value) == (
+        "refusing to promote 'staging': champions without significant skill on their test "
+        f"period: {unskilled.model_id}; retrain them until they pass the skill test, or remove "
+        "their champion alias"
     )
 
 

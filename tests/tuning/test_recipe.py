@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def fit_on(group: GroupData, early_stopping: int) -> TrialFit:
 
 def test_stage3_rolling_cv_then_stage4_focus(tmp_path: Path) -> None:
     matrix, labels, stamps = tiny_variant()
-    folds = rolling_folds(stamps, 5, label_horizon=timedelta(hours=3))
+    folds = rolling_folds(stamps, 5, label_ends=stamps + np.timedelta64(3, "h"))
     groups = [fold_group(matrix, labels, train, valid) for train, valid in folds]
     fixed = fixed_params(threads=1, seed=0, max_bin=63)
     budget = Budget(total_trials=40)

@@ -15,6 +15,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PlantConfig(_Strict):
+    """A learnable precursor planted in the synthetic bars of some symbols (known ground truth).
+
+    At a share of the bars that make a new two-bar high (low), the generator marks the bar with
+    a volume spike and continues the move by `drift_sigmas` bar volatilities over the next
+    `drift_bars` bars (a breakout), or marks it with a volume drought and moves it back the same
+    amount (a reversion). Every other symbol stays pure noise for these labels (planting also
+    switches off the generator's weak lead-lag of followers on the leader).
+    """
+
+    symbols: list[str] = Field(
+        default_factory=list, description="symbols that carry the signal; empty: pure noise"
+    )
+    trigger_share: float = Field(default=1.0, gt=0, le=1)
+    drift_sigmas: float = Field(default=3.0, gt=0)
+    drift_bars: int = Field(default=3, ge=1)
+
+
 class DataConfig(_Strict):
     """Where bars come from: the embedded synthetic generator or a user's file/URI."""
 
@@ -24,6 +42,7 @@ class DataConfig(_Strict):
     n_bars: int = Field(default=26_280, ge=500)
     frequency: str = "1h"
     seed: int = 7
+    planted: PlantConfig = Field(default_factory=PlantConfig)
 
     @model_validator(mode="after")
     def _uri_needs_value(self) -> DataConfig:
@@ -97,10 +116,48 @@ class ScreenConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """Chronological split: the last `validation_fraction` of time is validation."""
+    """Three chronological periods: train, then selection, then an untouched test period.
 
-    validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    Every choice (hygiene, screening, winners, tuning, early stopping) sees train and selection
+    only; the last `test_fraction` of time is scored once per production model. Training rows
+    are purged by their label's end; `embargo_bars` more bars of each symbol are dropped before
+    each boundary.
+    """
+
+    selection_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     embargo_bars: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> SplitConfig:
+        if self.selection_fraction + self.test_fraction > 0.6:
+            raise ValueError(
+                "selection_fraction + test_fraction must be <= 0.6 to leave training rows"
+            )
+        return self
+
+
+class SkillConfig(_Strict):
+    """The skill test of every production model on the test period.
+
+    A model has skill when its test average precision beats the no-skill baseline (training
+    class frequencies) with a p-value below `alpha` after correcting for the number of groups.
+    """
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    correction: Literal["holm", "bh"] = Field(
+        default="holm", description="holm: family-wise error; bh: Benjamini-Hochberg FDR"
+    )
+    permutations: int = Field(
+        default=4999,
+        ge=99,
+        description="block permutations per p-value; the smallest p is 1/(permutations+1), "
+        "which must sit well below alpha / groups for Holm to pass anything",
+    )
+    bootstraps: int = Field(default=500, ge=50, description="block bootstrap draws per CI")
+    block_events: int = Field(
+        default=0, ge=0, description="events per block; 0: about the cube root of the count"
+    )
 
 
 class TuneConfig(_Strict):
@@ -139,6 +196,12 @@ class TuneConfig(_Strict):
     elimination_eta: int = Field(default=3, ge=2)
     n_folds: int = Field(default=5, ge=2, description="rolling-window CV folds of stage 3")
     top_k: int = Field(default=5, ge=1, description="stage-2 trials that shape stage 3's space")
+    adopt_margin: float = Field(
+        default=0.005,
+        ge=0,
+        description="tuned parameters replace the stage-1 defaults only when their rolling-CV "
+        "AP beats the defaults' by at least this much",
+    )
     storage_url: str = Field(
         default="", description="shared Optuna storage (PostgreSQL URL); empty: a file per study"
     )
@@ -344,6 +407,7 @@ class EnvironmentConfig(_Strict):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    skill: SkillConfig = Field(default_factory=SkillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)

@@ -1,9 +1,10 @@
 """Leak-free cross-validation folds over a variant's row timestamps (rolling and walk-forward).
 
-A row at time t is labelled from bars in (t, t + label_horizon]. A fold validates on one
-chronological block of rows and trains on rows whose whole label window ends before the
-block starts; rows after the block (only in :func:`purged_kfold_folds`) are kept only past the
-last validation label plus an embargo.
+A row at time t is labelled from bars after t up to its *label end* (the h-th next bar of its
+symbol, see `alphafactory.data.splits`; an embargo moves it later). A fold validates on one
+chronological block of rows and trains on rows whose label ends before the block starts;
+rows after the block (only in :func:`purged_kfold_folds`) are kept only past the last
+validation label end.
 """
 
 from __future__ import annotations
@@ -16,17 +17,10 @@ from alphafactory.errors import DataError
 
 #: (train_mask, valid_mask): boolean masks aligned with the timestamps given.
 Fold = tuple[np.ndarray, np.ndarray]
-Duration = timedelta | np.timedelta64
 
 
 def _as_us(timestamps: np.ndarray) -> np.ndarray:
     return np.asarray(timestamps).astype("datetime64[us]")
-
-
-def _duration_us(value: Duration) -> np.timedelta64:
-    if isinstance(value, np.timedelta64):
-        return value.astype("timedelta64[us]")
-    return np.timedelta64(int(value / timedelta(microseconds=1)), "us")
 
 
 def validation_blocks(
@@ -57,23 +51,19 @@ def validation_blocks(
 
 def purge_training(
     timestamps: np.ndarray,
+    label_ends: np.ndarray,
     candidates: np.ndarray,
-    valid_start: np.datetime64,
-    valid_end: np.datetime64,
-    label_horizon: Duration,
-    embargo: Duration = timedelta(0),
+    valid: np.ndarray,
 ) -> np.ndarray:
-    """Drop candidate training rows that could leak into the validation period.
+    """Drop candidate training rows that could leak into the validation rows `valid`.
 
-    Rows before the period keep only if their label window ends before it starts
-    (``t + horizon < valid_start``). Rows after it keep only if they come after the last
-    validation label and the embargo (``t > valid_end + horizon + embargo``), since their
-    features may still carry information from the validation labels.
+    Rows before the block keep only if their label ends before it starts. Rows after it keep
+    only if they come after the last validation label end, since their features may still
+    carry information from the validation labels.
     """
-    stamps = _as_us(timestamps)
-    horizon, gap = _duration_us(label_horizon), _duration_us(embargo)
-    before = stamps + horizon < valid_start
-    after = stamps > valid_end + horizon + gap
+    stamps, ends = _as_us(timestamps), _as_us(label_ends)
+    before = ends < stamps[valid].min()
+    after = stamps > ends[valid].max()
     return np.asarray(candidates, dtype=bool) & (before | after)
 
 
@@ -93,29 +83,24 @@ def _checked(folds: list[Fold]) -> list[Fold]:
 
 
 def walk_forward_folds(
-    timestamps: np.ndarray,
-    n_folds: int = 5,
-    *,
-    label_horizon: Duration,
-    embargo: Duration = timedelta(0),
+    timestamps: np.ndarray, n_folds: int = 5, *, label_ends: np.ndarray
 ) -> list[Fold]:
     """Expanding-window folds: fold k trains on all purged history before its validation block."""
     stamps = _as_us(timestamps)
     folds: list[Fold] = []
     for block in validation_blocks(stamps, n_folds):
-        history = stamps < block[0]
-        train = purge_training(stamps, history, block[0], block[1], label_horizon, embargo)
-        folds.append((train, _valid_mask(stamps, block)))
+        valid = _valid_mask(stamps, block)
+        train = purge_training(stamps, label_ends, stamps < block[0], valid)
+        folds.append((train, valid))
     return _checked(folds)
 
 
 def rolling_folds(
     timestamps: np.ndarray,
     n_folds: int = 5,
-    train_span: Duration | None = None,
+    train_span: timedelta | np.timedelta64 | None = None,
     *,
-    label_horizon: Duration,
-    embargo: Duration = timedelta(0),
+    label_ends: np.ndarray,
 ) -> list[Fold]:
     """Rolling-window folds: fold k trains on the `train_span` of time just before its block.
 
@@ -124,31 +109,28 @@ def rolling_folds(
     """
     stamps = _as_us(timestamps)
     blocks = validation_blocks(stamps, n_folds)
-    span = _duration_us(train_span) if train_span is not None else blocks[0][0] - stamps.min()
+    span = (
+        np.timedelta64(train_span, "us") if train_span is not None else blocks[0][0] - stamps.min()
+    )
     folds: list[Fold] = []
     for block in blocks:
         window = (stamps >= block[0] - span) & (stamps < block[0])
-        train = purge_training(stamps, window, block[0], block[1], label_horizon, embargo)
-        folds.append((train, _valid_mask(stamps, block)))
+        valid = _valid_mask(stamps, block)
+        folds.append((purge_training(stamps, label_ends, window, valid), valid))
     return _checked(folds)
 
 
 def purged_kfold_folds(
-    timestamps: np.ndarray,
-    n_folds: int = 5,
-    *,
-    label_horizon: Duration,
-    embargo: Duration = timedelta(0),
+    timestamps: np.ndarray, n_folds: int = 5, *, label_ends: np.ndarray
 ) -> list[Fold]:
     """Purged k-fold: each block validates once, training on rows on both sides of it.
 
     Uses the same ``n_folds + 1`` blocks as the chronological schemes (the first block never
-    validates); training rows after a block are embargoed.
+    validates); training rows after a block start past its last label end.
     """
     stamps = _as_us(timestamps)
     folds: list[Fold] = []
     for block in validation_blocks(stamps, n_folds):
         valid = _valid_mask(stamps, block)
-        train = purge_training(stamps, ~valid, block[0], block[1], label_horizon, embargo)
-        folds.append((train, valid))
+        folds.append((purge_training(stamps, label_ends, ~valid, valid), valid))
     return _checked(folds)

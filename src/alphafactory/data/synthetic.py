@@ -1,7 +1,9 @@
 """Synthetic OHLCV bars with the structure of real crypto markets, for tests and local runs.
 
 Returns follow a common market factor led by the first symbol, GARCH(1,1) volatility
-clustering, a bull/bear/sideways Markov regime, fat tails and Poisson jumps.
+clustering, a bull/bear/sideways Markov regime, fat tails and Poisson jumps. Optionally some
+symbols carry a planted, learnable precursor with known ground truth (`planted`, see
+`alphafactory.data.planted`); without it the bars hold no signal for the swing labels.
 """
 
 from __future__ import annotations
@@ -11,13 +13,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from alphafactory.config.models import PlantConfig
+from alphafactory.data.planted import MARK_KINDS, plant_precursor, planted_ground_truth
 from alphafactory.errors import DataError
 
-__all__ = ["SUPPORTED_FREQUENCIES", "frequency_to_timedelta", "generate_bars"]
+__all__ = [
+    "SUPPORTED_FREQUENCIES",
+    "frequency_to_timedelta",
+    "generate_bars",
+    "generate_bars_with_marks",
+    "generate_bars_with_truth",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +92,8 @@ def generate_bars(
     frequency: str = "1h",
     seed: int = 7,
     start: datetime = datetime(2019, 1, 1, tzinfo=UTC),
+    *,
+    planted: PlantConfig | None = None,
 ) -> pl.DataFrame:
     """Generate deterministic synthetic OHLCV bars for several correlated symbols.
 
@@ -90,6 +103,9 @@ def generate_bars(
         frequency: Bar spacing, e.g. ``"1m"``, ``"5m"``, ``"15m"``, ``"1h"``, ``"4h"``, ``"1d"``.
         seed: Seed of the random generator; the same seed gives the same frame.
         start: Timestamp of the first bar; a naive datetime is taken as UTC.
+        planted: Symbols that carry a planted precursor (see `alphafactory.data.planted`);
+            None or no symbols: pure noise, byte-identical to a generation without it.
+            Unplanted symbols are byte-identical to an unplanted generation either way.
 
     Returns:
         Columns ``timestamp`` (Datetime us UTC), ``symbol`` (String) and Float64
@@ -100,21 +116,87 @@ def generate_bars(
         >>> bars.shape
         (96, 7)
     """
+    bars, _ = generate_bars_with_marks(symbols, n_bars, frequency, seed, start, planted=planted)
+    return bars
+
+
+def generate_bars_with_marks(
+    symbols: Sequence[str] = ("BTC", "ETH", "SOL"),
+    n_bars: int = 8760,
+    frequency: str = "1h",
+    seed: int = 7,
+    start: datetime = datetime(2019, 1, 1, tzinfo=UTC),
+    *,
+    planted: PlantConfig | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`generate_bars` plus the planted events: ``(bars, marks)``.
+
+    ``marks`` has one row per planted event: ``timestamp`` (the marked bar), ``symbol``,
+    ``swing_type`` (``"high"`` after a new two-bar high, ``"low"`` after a new low) and
+    ``kind`` (``"breakout"``: volume spike, ``"reversion"``: volume drought), sorted by symbol
+    then timestamp; empty without planting.
+    """
     symbol_list = _check_arguments(symbols, n_bars)
+    planted_columns = _planted_columns(symbol_list, planted)
     step = frequency_to_timedelta(frequency)
     bar_minutes = step.total_seconds() / 60.0
     rng = np.random.default_rng(seed)
     params = _symbol_params(symbol_list, bar_minutes)
     regimes = _regime_path(rng, n_bars, bar_minutes)
-    log_returns, conditional_vols = _log_returns(rng, params, regimes, bar_minutes)
-    frame = _assemble_frame(rng, symbol_list, params, log_returns, conditional_vols)
+    plant = _Plant(planted, planted_columns, seed) if planted and planted_columns else None
+    # A planted run is a controlled experiment: the weak lead-lag of followers on the
+    # leader's previous bar is a real signal too, so it is switched off there and every
+    # unplanted symbol is pure noise for the labels.
+    log_returns, conditional_vols = _log_returns(
+        rng, params, regimes, bar_minutes, lead_lag=plant is None
+    )
+    frame, marks = _assemble_frame(rng, symbol_list, params, log_returns, conditional_vols, plant)
     timestamps = _timestamps(start, step, n_bars)
     timestamp_column = pl.Series("timestamp", np.tile(timestamps, len(symbol_list)))
     frame = frame.with_columns(timestamp_column.dt.replace_time_zone("UTC"))
     logger.debug("generated %d synthetic bars for %s at %s", frame.height, symbol_list, frequency)
-    return frame.select("timestamp", "symbol", "open", "high", "low", "close", "volume").sort(
+    bars = frame.select("timestamp", "symbol", "open", "high", "low", "close", "volume").sort(
         "symbol", "timestamp", maintain_order=True
     )
+    return bars, _marks_frame(symbol_list, timestamps, marks)
+
+
+def generate_bars_with_truth(
+    symbols: Sequence[str] = ("BTC", "ETH", "SOL"),
+    n_bars: int = 8760,
+    frequency: str = "1h",
+    seed: int = 7,
+    start: datetime = datetime(2019, 1, 1, tzinfo=UTC),
+    *,
+    planted: PlantConfig | None = None,
+    windows: Sequence[int] = (2, 3, 5, 10, 20, 50),
+    swing_types: Sequence[str] = ("high", "low"),
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """`generate_bars` plus its JSON-friendly ground truth (`planted_ground_truth`)."""
+    bars, marks = generate_bars_with_marks(symbols, n_bars, frequency, seed, start, planted=planted)
+    config = planted if planted is not None else PlantConfig()
+    truth = planted_ground_truth(config, list(symbols), windows, swing_types, marks)
+    return bars, truth
+
+
+@dataclass(frozen=True)
+class _Plant:
+    config: PlantConfig
+    columns: list[int]
+    seed: int
+
+
+def _planted_columns(symbols: list[str], planted: PlantConfig | None) -> list[int]:
+    """Column indices of the planted symbols; DataError for a symbol that is not generated."""
+    if planted is None:
+        return []
+    for symbol in planted.symbols:
+        if symbol not in symbols:
+            raise DataError(
+                f"planted symbol {symbol!r} is not among the generated symbols {symbols}; "
+                "add it to data.symbols or remove it from data.planted.symbols"
+            )
+    return [symbols.index(s) for s in dict.fromkeys(planted.symbols)]
 
 
 def _check_arguments(symbols: Sequence[str], n_bars: int) -> list[str]:
@@ -184,6 +266,8 @@ def _log_returns(
     params: _SymbolParams,
     regimes: np.ndarray,
     bar_minutes: float,
+    *,
+    lead_lag: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log returns and conditional volatilities, shape (n_bars, n_symbols)."""
     n_bars, n_symbols = regimes.shape[0], params.start_prices.shape[0]
@@ -192,7 +276,7 @@ def _log_returns(
     # shared process keeps the realised correlation near the market share on every seed.
     idiosyncratic = garch_vols[:, None] * _student_t(rng, (n_bars, n_symbols))
     lagged_market = np.concatenate([[0.0], market[:-1]])[:, None]
-    lag_loading = np.full(n_symbols, _FOLLOWER_LAG_LOADING)
+    lag_loading = np.full(n_symbols, _FOLLOWER_LAG_LOADING if lead_lag else 0.0)
     lag_loading[0] = 0.0
     shares = params.market_shares
     diffusion = np.sqrt(shares) * market[:, None] + np.sqrt(1.0 - shares) * idiosyncratic
@@ -221,20 +305,39 @@ def _assemble_frame(
     params: _SymbolParams,
     log_returns: np.ndarray,
     conditional_vols: np.ndarray,
-) -> pl.DataFrame:
-    """Prices, intrabar extremes and volume in long format (symbol-major)."""
+    plant: _Plant | None = None,
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Prices, intrabar extremes and volume in long format (symbol-major), and the marks."""
+    # Extremes beyond open/close scale with the bar's volatility (half-normal excursions).
+    excursion_scale = 0.6 * conditional_vols
+    upper = np.abs(rng.standard_normal(log_returns.shape)) * excursion_scale
+    lower = np.abs(rng.standard_normal(log_returns.shape)) * excursion_scale
+    volume = _volumes(rng, params, log_returns, conditional_vols)
+    marks = np.zeros(log_returns.shape, dtype=np.int8)
+    if plant is not None:
+        log_returns, volume = log_returns.copy(), volume.copy()
+        for column in plant.columns:
+            # Its own stream per symbol: the main stream and other symbols never shift.
+            plant_rng = np.random.default_rng([plant.seed, 1, column])
+            series = plant_precursor(
+                log_returns[:, column],
+                conditional_vols[:, column],
+                volume[:, column],
+                upper[:, column],
+                lower[:, column],
+                plant_rng,
+                plant.config,
+            )
+            log_returns[:, column] = series.log_returns
+            volume[:, column] = series.volumes
+            marks[:, column] = series.marks
     log_close = np.log(params.start_prices) + np.cumsum(log_returns, axis=0)
     close = np.exp(log_close)
     open_ = np.vstack([params.start_prices[None, :], close[:-1]])
-    # Extremes beyond open/close scale with the bar's volatility (half-normal excursions).
-    excursion_scale = 0.6 * conditional_vols
-    upper = np.abs(rng.standard_normal(close.shape)) * excursion_scale
-    lower = np.abs(rng.standard_normal(close.shape)) * excursion_scale
     high = np.maximum(open_, close) * np.exp(upper)
     low = np.minimum(open_, close) * np.exp(-lower)
-    volume = _volumes(rng, params, log_returns, conditional_vols)
     n_bars = close.shape[0]
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "symbol": np.repeat(np.array(symbols, dtype=object), n_bars),
             "open": open_.T.ravel(),
@@ -252,6 +355,23 @@ def _assemble_frame(
             "volume": pl.Float64,
         },
     )
+    return frame, marks
+
+
+def _marks_frame(symbols: list[str], timestamps: np.ndarray, marks: np.ndarray) -> pl.DataFrame:
+    """One row per planted event, sorted by symbol then timestamp."""
+    bar_index, column = np.nonzero(marks)
+    codes = marks[bar_index, column].tolist()
+    frame = pl.DataFrame(
+        {
+            "timestamp": pl.Series(timestamps[bar_index], dtype=pl.Datetime("us")),
+            "symbol": pl.Series([symbols[c] for c in column.tolist()], dtype=pl.String),
+            "swing_type": pl.Series(["high" if c > 0 else "low" for c in codes], dtype=pl.String),
+            "kind": pl.Series([MARK_KINDS[abs(c)] for c in codes], dtype=pl.String),
+        }
+    )
+    frame = frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
+    return frame.sort("symbol", "timestamp")
 
 
 def _volumes(

@@ -16,14 +16,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from alphafactory.data.splits import chronological_split
+from alphafactory.data.splits import RowSplit
 from alphafactory.metrics import average_precision
 from alphafactory.models.variants import Variant
 
@@ -123,17 +122,17 @@ def variant_rows(
     timeline: np.ndarray,
     targets: pl.DataFrame,
     variants: Sequence[Variant],
-    cutoff: np.datetime64,
-    bar_interval: timedelta,
-    embargo_bars: int,
+    split: RowSplit,
     max_train_rows: int | None = None,
 ) -> tuple[
     np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 ]:
     """Matrix rows of the group's train/valid unions and each variant's rows and labels.
 
-    Returns (train_union, valid_union, {variant_id: (train_rows, train_y, valid_rows, valid_y)})
-    where rows are positions in `timeline` (the feature matrix's rows).
+    `split(targets, variant_id, horizon)` gives the variant's (fit, score) row masks (e.g.
+    `alphafactory.data.splits.selection_split`). Returns (train_union, valid_union,
+    {variant_id: (train_rows, train_y, valid_rows, valid_y)}) where rows are positions in
+    `timeline` (the feature matrix's rows).
     """
     stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()
     matrix_row = np.searchsorted(timeline, stamps)
@@ -141,15 +140,12 @@ def variant_rows(
     for variant in variants:
         labels = targets[variant.variant_id]
         labelled = labels.is_not_null().to_numpy()
-        split = chronological_split(
-            stamps, cutoff, bar_interval * variant.horizon, bar_interval * embargo_bars
-        )
-        train_mask = labelled & split.train
-        train_pos = np.flatnonzero(train_mask)
+        fit_mask, score_mask = split(targets, variant.variant_id, variant.horizon)
+        train_pos = np.flatnonzero(labelled & fit_mask)
         if max_train_rows is not None and len(train_pos) > max_train_rows:
             keep = np.linspace(0, len(train_pos) - 1, max_train_rows).round().astype(int)
             train_pos = train_pos[np.unique(keep)]
-        valid_pos = np.flatnonzero(labelled & split.valid)
+        valid_pos = np.flatnonzero(labelled & score_mask)
         values = labels.fill_null(0).to_numpy().astype(np.int32)
         per_variant[variant.variant_id] = (
             matrix_row[train_pos],

@@ -99,12 +99,14 @@ class ModelRegistry:
         symbol: str,
         group: str,
         key_metric: str = "ap",
+        extra_tags: Mapping[str, str] | None = None,
     ) -> RegisteredModel:
         """Log a run with the model file, params and metrics, and register it as a version.
 
         The display name follows :func:`model_name` with ``key_metric`` (which must be in
         ``metrics``); the version's tags carry semver, grade, type, symbol, group, sha256 and
-        lineage, and the full feature list is stored as ``feature_list.json``.
+        lineage (plus ``extra_tags``), and the full feature list is stored as
+        ``feature_list.json``.
         """
         model_path = Path(model_path)
         self._check_register_args(name, model_path, grade, metrics, key_metric)
@@ -134,6 +136,7 @@ class ModelRegistry:
             TAG_ARTIFACT_FILE: model_path.name,
             TAG_DISPLAY_NAME: display_name,
             **lineage.tags(),
+            **dict(extra_tags or {}),
         }
         ensure_registered_model(self._client, name)
         created = self._client.create_model_version(

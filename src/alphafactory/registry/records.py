@@ -29,6 +29,12 @@ TAG_FEATURE_COUNT = "feature_count"
 TAG_FEATURE_HASH = "feature_hash"
 TAG_PARENTS = "parent_models"
 TAG_PIPELINE_RUN = "pipeline_run_id"
+# Honesty tags: the periods the model was chosen on and its skill test on the test period.
+TAG_SELECTION_START = "selection_start"
+TAG_TEST_START = "test_start"
+TAG_SKILL = "skill"
+TAG_SKILL_P = "skill_p_adjusted"
+SKILL_YES, SKILL_NO = "yes", "no"
 
 REQUIRED_TAGS = (
     TAG_SEMVER,

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory import io
+from alphafactory.data.splits import Periods
 from alphafactory.models.variants import Variant
 
 
@@ -30,6 +31,11 @@ class RunLayout:
     @property
     def features(self) -> str:
         return self.path("prepare", "features.parquet")
+
+    @property
+    def ground_truth(self) -> str:
+        """What the synthetic generator planted (written only for synthetic data)."""
+        return self.path("prepare", "ground_truth.json")
 
     def targets(self, group_id: str) -> str:
         return self.path("prepare", "targets", f"{group_id}.parquet")
@@ -66,17 +72,13 @@ class Plan:
     groups: dict[str, list[Variant]]
     shards: list[list[str]]
     bar_seconds: float
-    cutoff: str
+    periods: Periods
     data_hash: str
     n_rows: int
 
     @property
     def bar_interval(self) -> timedelta:
         return timedelta(seconds=self.bar_seconds)
-
-    @property
-    def cutoff_time(self) -> np.datetime64:
-        return np.datetime64(self.cutoff.replace("+00:00", ""), "us")
 
     @property
     def n_variants(self) -> int:
@@ -88,7 +90,7 @@ class Plan:
             "groups": {gid: [v.to_dict() for v in vs] for gid, vs in self.groups.items()},
             "shards": self.shards,
             "bar_seconds": self.bar_seconds,
-            "cutoff": self.cutoff,
+            "periods": self.periods.to_dict(),
             "data_hash": self.data_hash,
             "n_rows": self.n_rows,
             "n_variants": self.n_variants,
@@ -101,7 +103,7 @@ class Plan:
             groups={g: [Variant.from_dict(v) for v in vs] for g, vs in raw["groups"].items()},
             shards=[list(s) for s in raw["shards"]],
             bar_seconds=float(raw["bar_seconds"]),
-            cutoff=str(raw["cutoff"]),
+            periods=Periods.from_dict(raw["periods"]),
             data_hash=str(raw["data_hash"]),
             n_rows=int(raw["n_rows"]),
         )

@@ -1,4 +1,9 @@
-"""Score a saved model on any bars: rebuild its features and its variant's labels, then AP."""
+"""Score a saved model on any bars: rebuild its features and its variant's labels, then AP.
+
+Events before the model's test period overlap what trained and chose it (train and
+selection periods): they are scored apart, as in-sample, so an optimistic figure is never
+mistaken for an out-of-sample one.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,32 @@ from alphafactory.metrics import average_precision
 from alphafactory.models.variants import parse_variant_id, variant_grid
 from alphafactory.targets.swing import build_targets
 
+IN_SAMPLE = "in-sample"
+OUT_OF_SAMPLE = "out-of-sample"
+UNKNOWN_PERIOD = "all (periods unknown)"
+
 
 @dataclass(frozen=True)
 class Score:
+    """AP of one model on one side of its test-period start."""
+
+    period: str
     rows: int
     average_precision: float
+    first: str = ""
+    last: str = ""
 
 
-def score_model(model_path: Path, variant_id: str, data_uri: str, scale: str) -> Score:
-    """AP of the model at `model_path` on the labelled event rows of `data_uri`."""
+def score_model(
+    model_path: Path,
+    variant_id: str,
+    data_uri: str,
+    scale: str,
+    test_start: np.datetime64 | None = None,
+) -> list[Score]:
+    """AP of the model at `model_path` on the labelled event rows of `data_uri`: one score for
+    the events before `test_start` (in-sample) and one from it on (out-of-sample); a single
+    score of every event when the model's periods are unknown (`test_start` None)."""
     variant = parse_variant_id(variant_id)
     bars = load_bars(data_uri)
     if variant.symbol not in set(bars["symbol"].to_list()):
@@ -47,4 +69,19 @@ def score_model(model_path: Path, variant_id: str, data_uri: str, scale: str) ->
     matrix = rows.select(booster.feature_name()).to_numpy().astype(np.float32)
     probabilities = np.asarray(booster.predict(matrix))
     labels = rows[variant_id].to_numpy().astype(int)
-    return Score(rows=rows.height, average_precision=average_precision(labels, probabilities))
+    stamps = rows["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    if test_start is None:
+        sides = [(UNKNOWN_PERIOD, np.ones(len(stamps), dtype=bool))]
+    else:
+        sides = [(IN_SAMPLE, stamps < test_start), (OUT_OF_SAMPLE, stamps >= test_start)]
+    return [
+        Score(
+            period=name,
+            rows=int(mask.sum()),
+            average_precision=average_precision(labels[mask], probabilities[mask]),
+            first=str(stamps[mask].min()) if mask.any() else "",
+            last=str(stamps[mask].max()) if mask.any() else "",
+        )
+        for name, mask in sides
+        if mask.any()
+    ]

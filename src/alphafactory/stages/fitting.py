@@ -7,9 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
+from alphafactory.data.splits import (
+    PeriodMasks,
+    RowSplit,
+    label_end_column,
+    selection_split,
+    variant_masks,
+)
 from alphafactory.features import target_derived_columns
 from alphafactory.models.lightgbm_shard import (
     DATASET_PARAMS,
@@ -40,19 +48,13 @@ def load_group(
     variants: Sequence[Variant],
     max_train_rows: int | None = None,
 ) -> GroupData | None:
-    """Bin one group's rows once; None when the group has no training or validation rows."""
+    """Bin one group's rows once, fitting on the train period and scoring on the selection
+    period; None when the group has no rows on one side."""
     first = variants[0]
-    targets = io.read_parquet(
-        layout.targets(first.group_id), ["timestamp", *[v.variant_id for v in variants]]
-    )
+    targets = read_targets(layout, variants)
+    split: RowSplit = selection_split(plan.periods, config.split.embargo_bars)
     train_union, valid_union, per_variant = variant_rows(
-        matrix.timeline,
-        targets,
-        variants,
-        plan.cutoff_time,
-        plan.bar_interval,
-        config.split.embargo_bars,
-        max_train_rows,
+        matrix.timeline, targets, variants, split, max_train_rows
     )
     if len(train_union) == 0 or len(valid_union) == 0:
         log.warning("group %s has no labelled rows on one side of the split", first.group_id)
@@ -68,6 +70,30 @@ def load_group(
         dataset_params(config),
         columns,
     )
+
+
+def read_targets(layout: RunLayout, variants: Sequence[Variant]) -> pl.DataFrame:
+    """The group's targets: timestamps, the variants' labels and their label ends."""
+    horizons = sorted({v.horizon for v in variants})
+    return io.read_parquet(
+        layout.targets(variants[0].group_id),
+        [
+            "timestamp",
+            *[v.variant_id for v in variants],
+            *[label_end_column(h) for h in horizons],
+        ],
+    )
+
+
+def period_rows(
+    layout: RunLayout, plan: Plan, config: EnvironmentConfig, variant: Variant
+) -> tuple[pl.DataFrame, PeriodMasks]:
+    """One variant's targets frame and its train / selection / test masks."""
+    targets = read_targets(layout, [variant])
+    masks = variant_masks(
+        targets, variant.variant_id, variant.horizon, plan.periods, config.split.embargo_bars
+    )
+    return targets, masks
 
 
 def dataset_params(config: EnvironmentConfig) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def run_live(
         raise ConfigError(f"first_bars is {first_bars}: predict at least 1 bar")
     path = live_predictions_path(runs_dir)
     existing = read_live_predictions(path)
-    bars = load_bars(data) if data else load_source_bars(config)
+    bars = load_bars(data) if data else load_source_bars(config)[0]
     features = build_feature_matrix(bars, config.features.scale).sort("timestamp")
     last = last_predicted(existing)
     with tempfile.TemporaryDirectory(prefix="alphafactory-live-") as scratch:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.data.bars import data_hash, infer_frequency, load_bars
-from alphafactory.data.splits import split_cutoff
-from alphafactory.data.synthetic import generate_bars
+from alphafactory.data.splits import make_periods
+from alphafactory.data.synthetic import generate_bars_with_truth
 from alphafactory.errors import DataError
 from alphafactory.features import build_feature_matrix
 from alphafactory.models.variants import expand_grid, group_variants, plan_shards
@@ -24,16 +22,20 @@ from alphafactory.targets.swing import build_targets
 log = logging.getLogger(__name__)
 
 
-def load_source_bars(config: EnvironmentConfig) -> pl.DataFrame:
-    """The environment's bars: the user's file/URI, or the embedded synthetic generator."""
+def load_source_bars(config: EnvironmentConfig) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+    """The environment's bars: the user's file/URI, or the embedded synthetic generator with
+    the ground truth of the signal it planted (None for real data)."""
     if config.data.source == "uri":
         assert config.data.uri is not None
-        return load_bars(config.data.uri)
-    return generate_bars(
+        return load_bars(config.data.uri), None
+    return generate_bars_with_truth(
         symbols=config.data.symbols,
         n_bars=config.data.n_bars,
         frequency=config.data.frequency,
         seed=config.data.seed,
+        planted=config.data.planted,
+        windows=config.grid.windows,
+        swing_types=config.grid.swing_types,
     )
 
 
@@ -53,14 +55,18 @@ def check_enough_bars(bars: pl.DataFrame, config: EnvironmentConfig, source: str
 def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     """Build and write the feature matrix, targets per group and the plan; return metrics."""
     layout = RunLayout(run_dir)
-    bars = load_source_bars(config)
+    bars, truth = load_source_bars(config)
     source = config.data.uri or "synthetic data"
     check_enough_bars(bars, config, source)
     symbols = sorted(bars["symbol"].unique().to_list())
     log.info("prepare: %d bars for %s", bars.height, ", ".join(symbols))
 
     features = build_feature_matrix(bars, config.features.scale)
-    report = apply_hygiene(features, config.prepare)
+    timeline = features["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    periods = make_periods(timeline, config.split.selection_fraction, config.split.test_fraction)
+    # Hygiene is a choice: its statistics never see the test period.
+    before_test = features.filter(pl.Series(timeline < periods.test_start))
+    report = apply_hygiene(before_test, config.prepare)
     matrix = features.select(
         "timestamp", *[pl.col(c).cast(pl.Float32).fill_nan(None) for c in report.kept]
     )
@@ -72,17 +78,17 @@ def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         io.write_parquet(layout.targets(gid), frame)
 
     groups = group_variants(expand_grid(config.grid, symbols))
-    timeline = matrix["timestamp"].cast(pl.Datetime("us")).to_numpy()
-    cutoff = split_cutoff(timeline, config.split.validation_fraction)
     plan = Plan(
         symbols=symbols,
         groups=groups,
         shards=plan_shards(list(groups), config.parallelism.shards),
         bar_seconds=infer_frequency(bars).total_seconds(),
-        cutoff=_iso(cutoff),
+        periods=periods,
         data_hash=data_hash(bars),
         n_rows=matrix.height,
     )
+    if truth is not None:
+        io.write_json(layout.ground_truth, truth)
     io.write_json(layout.plan, plan.to_dict())
     io.write_json(
         layout.path("prepare", "report.json"),
@@ -97,8 +103,3 @@ def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         "groups": len(groups),
         "shards": len(plan.shards),
     }
-
-
-def _iso(moment: np.datetime64) -> str:
-    value = moment.astype("datetime64[us]").item()
-    return str(value.replace(tzinfo=UTC).isoformat())

@@ -2,14 +2,17 @@
 
 Versioning rules (see `alphafactory.registry.versioning`): a new target definition or
 feature list bumps the major version, new data the minor, same data with new parameters
-the patch. Grades are percentiles within this run's cohort, capped by model-type
-benchmarks. The best version of each group (by validation AP) carries the alias `champion`.
+the patch. Grades are percentiles of the test-period AP within this run's cohort, capped by
+model-type benchmarks; a model whose skill test (corrected for the number of groups) fails is
+graded F. Only a model with skill can take the alias `champion`, and only when its test AP is
+at least the current champion's; otherwise the previous champion stays.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +28,16 @@ from alphafactory.registry import (
     next_version,
     registered_model_name,
 )
-from alphafactory.registry.records import feature_list_hash
+from alphafactory.registry.records import (
+    SKILL_NO,
+    SKILL_YES,
+    TAG_SELECTION_START,
+    TAG_SKILL,
+    TAG_SKILL_P,
+    TAG_TEST_START,
+    feature_list_hash,
+)
+from alphafactory.skill import SkillResult, decide_skill
 from alphafactory.stages.common import Plan, RunLayout
 
 log = logging.getLogger(__name__)
@@ -70,25 +82,60 @@ def change_kind(
     return "params" if earlier.lineage.data_hash == data_hash else "data"
 
 
+def judge_skill(
+    config: EnvironmentConfig, models: dict[str, dict[str, Any]]
+) -> dict[str, SkillResult]:
+    """Every model's test-period skill, its p-value corrected over the run's groups."""
+    raw = {gid: SkillResult.from_dict(m["test"]) for gid, m in models.items()}
+    return decide_skill(raw, config.skill.alpha, config.skill.correction)
+
+
+def skill_grades(skills: dict[str, SkillResult]) -> dict[str, str]:
+    """Cohort grades on test AP; a model without significant skill is F whatever its rank."""
+    grades = grade_cohort({gid: r.test_ap for gid, r in skills.items()}, MODEL_TYPE)
+    return {gid: grade if skills[gid].skill else "F" for gid, grade in grades.items()}
+
+
 def publish_models(
     config: EnvironmentConfig, layout: RunLayout, plan: Plan, models: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Register each group's production model; move `champion` when it beats the current one."""
+    """Register each group's production model; move `champion` only to a model with skill."""
     if not models:
         return {}
     registry = registry_for(config, layout.root)
-    grades = grade_cohort(
-        {gid: float(m["average_precision"]) for gid, m in models.items()}, MODEL_TYPE
-    )
+    skills = judge_skill(config, models)
+    grades = skill_grades(skills)
     published: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for gid, fitted in models.items():
             model_file = Path(scratch) / f"{gid}.txt"
             model_file.write_text(io.read_text(layout.model(gid)))
-            published[gid] = _publish_one(
-                registry, layout, plan, gid, fitted, model_file, grades[gid]
-            )
+            judged = Judged(skills[gid], grades[gid])
+            published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)
     return published
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A model's corrected skill test and the grade it earned."""
+
+    skill: SkillResult
+    grade: str
+
+    def metrics(self) -> dict[str, float]:
+        result = self.skill
+        return {
+            KEY_METRIC: result.test_ap,
+            "baseline_ap": result.baseline_ap,
+            "test_log_loss": result.test_log_loss,
+            "baseline_log_loss": result.baseline_log_loss,
+            "p_value": result.p_value,
+            KEY_P_ADJUSTED: result.p_adjusted,
+            "n_test": float(result.n_events),
+        }
+
+
+KEY_P_ADJUSTED = "p_adjusted"
 
 
 def _publish_one(
@@ -98,7 +145,7 @@ def _publish_one(
     gid: str,
     fitted: dict[str, Any],
     model_file: Path,
-    grade: str,
+    judged: Judged,
 ) -> dict[str, Any]:
     import lightgbm as lgb
 
@@ -110,13 +157,14 @@ def _publish_one(
         registry.latest_version(name), change_kind(registry, latest, plan.data_hash, identity)
     )
     champion = registry.champion(name)
-    ap = float(fitted["average_precision"])
+    skill = judged.skill
     registered = registry.register(
         name,
         model_file,
         model_type=MODEL_TYPE,
         metrics={
-            KEY_METRIC: ap,
+            **judged.metrics(),
+            "selection_ap": float(fitted["average_precision"]),
             "best_iteration": float(fitted["best_iteration"]),
             "n_train": float(fitted["n_train"]),
             "n_valid": float(fitted["n_valid"]),
@@ -128,20 +176,30 @@ def _publish_one(
             parent_model_ids=(champion.model_id,) if champion else (),
             pipeline_run_id=run_id_of(layout),
         ),
-        grade=grade,
+        grade=judged.grade,
         version=version,
         symbol=str(fitted["variant"]["symbol"]),
         group=gid,
+        extra_tags={
+            TAG_SKILL: SKILL_YES if skill.skill else SKILL_NO,
+            TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
+            TAG_SELECTION_START: plan.periods.to_dict()["selection_start"],
+            TAG_TEST_START: plan.periods.to_dict()["test_start"],
+        },
     )
-    promoted = champion is None or ap >= registry.info(champion.model_id).metrics[KEY_METRIC]
+    promoted = skill.skill and (
+        champion is None
+        or skill.test_ap >= registry.info(champion.model_id).metrics.get(KEY_METRIC, 0.0)
+    )
     if promoted:
         registry.set_alias(name, registered.version, CHAMPION)
     return {
         "model_id": registered.model_id,
         "display_name": registered.display_name,
         "semver": str(version),
-        "grade": grade,
+        "grade": judged.grade,
         "champion": promoted,
+        "skill": skill.to_dict(),
     }
 
 

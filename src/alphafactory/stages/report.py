@@ -1,13 +1,28 @@
-"""The run report: an HTML page (for people and the KFP UI) and a Markdown twin."""
+"""The run report: an HTML page (for people and the KFP UI) and a Markdown twin.
+
+It leads with the untouched test period: per group the test AP against the no-skill
+baseline, the corrected p-value and whether the model has skill. Selection-period figures
+(stage 1 and the production fit's early-stopping period) chose the model, so they are
+labelled optimistic.
+"""
 
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
+from alphafactory.stages.adoption import adoption_of
 from alphafactory.stages.common import Plan, RunLayout
+
+MISSING = "—"
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders embedded numbers by value (`w2` before `w10`)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def winner_rows(
@@ -15,49 +30,102 @@ def winner_rows(
     plan: Plan,
     models: dict[str, dict[str, Any]],
     published: dict[str, dict[str, Any]] | None = None,
-) -> list[dict]:
-    """One row per group: winning variant, stage-1 AP, production AP, sizes, registry entry."""
+) -> list[dict[str, Any]]:
+    """One row per group: winning variant, parameters used, selection and test scores."""
     stage1 = io.read_json(layout.tune_winners(1))["winners"]
-    stage4_uri = layout.tune_winners(4)
-    stage4 = io.read_json(stage4_uri)["units"] if io.exists(stage4_uri) else {}
+    truth = planted_groups(layout)
     registered = published or {}
     rows = []
-    for gid in plan.groups:
-        first = stage1.get(gid, {})
+    for gid in sorted(plan.groups, key=natural_key):
         fitted = models.get(gid, {})
+        entry = registered.get(gid, {})
+        skill = entry.get("skill") or fitted.get("test") or {}
+        verdict = adoption_of(layout, gid)
         rows.append(
             {
                 "group": gid,
-                "variant": first.get("variant_id", "—"),
-                "stage1_ap": first.get("average_precision"),
-                "stage4_ap": _finite(stage4.get(gid, {}).get("best_value")),
-                "production_ap": fitted.get("average_precision"),
+                "planted": None if truth is None else ("planted" if truth.get(gid) else "noise"),
+                "variant": stage1.get(gid, {}).get("variant_id"),
+                "params": "tuned" if verdict.get("adopted") else "default",
+                "params_reason": verdict.get("reason", "stages 2-4 did not run"),
+                "selection_ap": _finite(fitted.get("average_precision")),
+                "test_ap": _finite(skill.get("test_ap")),
+                "baseline_ap": _finite(skill.get("baseline_ap")),
+                "p_adjusted": _finite(skill.get("p_adjusted")),
+                "skill": None if not skill else ("yes" if skill.get("skill") else "no"),
+                "n_test": skill.get("n_events"),
                 "best_iteration": fitted.get("best_iteration"),
-                "n_train": fitted.get("n_train"),
-                "n_valid": fitted.get("n_valid"),
-                "version": registered.get(gid, {}).get("semver"),
-                "grade": registered.get(gid, {}).get("grade"),
+                "version": entry.get("semver"),
+                "grade": entry.get("grade"),
+                "champion": None if not entry else ("yes" if entry.get("champion") else "no"),
             }
         )
     return rows
 
 
+def planted_groups(layout: RunLayout) -> dict[str, bool] | None:
+    """Group id -> planted, from the synthetic generator's ground truth (None: real data)."""
+    if not io.exists(layout.ground_truth):
+        return None
+    groups = io.read_json(layout.ground_truth)["groups"]
+    return {gid: kind == "planted" for gid, kind in groups.items()}
+
+
 COLUMNS = (
     ("group", "group"),
+    ("ground truth", "planted"),
     ("winning variant", "variant"),
-    ("stage-1 AP", "stage1_ap"),
-    ("stage-4 AP", "stage4_ap"),
-    ("production AP", "production_ap"),
+    ("params", "params"),
+    ("test AP", "test_ap"),
+    ("baseline AP", "baseline_ap"),
+    ("p (corrected)", "p_adjusted"),
+    ("skill", "skill"),
+    ("test events", "n_test"),
+    ("selection AP (optimistic)", "selection_ap"),
     ("best iter", "best_iteration"),
-    ("train rows", "n_train"),
-    ("valid rows", "n_valid"),
     ("version", "version"),
     ("grade", "grade"),
+    ("champion", "champion"),
 )
 
 
 def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and value == value else None
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def skill_lines(config: EnvironmentConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """The headline: how many models have skill on the test period, against the ground truth."""
+    judged = [r for r in rows if r["skill"] is not None]
+    skilled = [r for r in judged if r["skill"] == "yes"]
+    correction = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[config.skill.correction]
+    lines = [
+        f"Skill on the untouched test period: {len(skilled)} of {len(judged)} models beat the "
+        f"no-skill baseline (alpha {config.skill.alpha}, {correction}-corrected over "
+        f"{len(judged)} groups; block permutation test of test AP)",
+    ]
+    planted = [r for r in judged if r["planted"] == "planted"]
+    noise = [r for r in judged if r["planted"] == "noise"]
+    if planted or noise:
+        found = sum(r["skill"] == "yes" for r in planted)
+        false = sum(r["skill"] == "yes" for r in noise)
+        lines.append(
+            f"Ground truth (planted signal): {found} of {len(planted)} planted groups have "
+            f"skill; {false} of {len(noise)} pure-noise groups do"
+        )
+    kept = sum(r["params"] == "default" for r in rows)
+    lines.append(
+        f"Parameters: {len(rows) - kept} groups use tuned parameters, {kept} keep the stage-1 "
+        "defaults (tuning must beat them on the training period's rolling CV)"
+    )
+    return lines
 
 
 def budget_lines(layout: RunLayout) -> list[str]:
@@ -73,34 +141,44 @@ def budget_lines(layout: RunLayout) -> list[str]:
     ]
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def summary_lines(config: EnvironmentConfig, layout: RunLayout, plan: Plan) -> list[str]:
+    prepare = io.read_json(layout.path("prepare", "report.json"))
+    selected = io.read_json(layout.selected_features)
+    periods = plan.periods.to_dict()
+    return [
+        f"Environment: {config.name}; data: {config.data.uri or 'synthetic'} "
+        f"({', '.join(plan.symbols)}, {plan.n_rows} rows, data hash {plan.data_hash[:12]})",
+        f"Variants: {plan.n_variants} in {len(plan.groups)} groups, {len(plan.shards)} shards",
+        f"Features: {prepare['kept']} kept after hygiene "
+        f"(dropped: {', '.join(f'{k} {v}' for k, v in prepare['counts'].items())}); "
+        f"{len(selected)} selected by screening",
+        f"Periods: train until {periods['selection_start']}, selection until "
+        f"{periods['test_start']}, then test (touched once, by the final scores); rows are "
+        "purged by their label's end",
+    ]
 
 
-def ap_chart_svg(rows: list[dict]) -> str:
-    """A horizontal bar chart of production AP per group, as inline SVG."""
+def ap_chart_svg(rows: list[dict[str, Any]]) -> str:
+    """Test AP (bar) against the no-skill baseline (tick) per group, as inline SVG."""
     bar, gap, label_width, width = 14, 4, 150, 360
     height = len(rows) * (bar + gap) + 20
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + width + 60}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + width + 90}" '
         f'height="{height}" font-family="sans-serif" font-size="11">'
     ]
     for index, row in enumerate(rows):
         y = index * (bar + gap) + 10
-        ap = row["production_ap"] or 0.0
-        parts.append(f'<text x="0" y="{y + bar - 3}">{html.escape(row["group"])}</text>')
-        parts.append(
+        ap, base = row["test_ap"] or 0.0, row["baseline_ap"] or 0.0
+        colour = "#3a8a4a" if row["skill"] == "yes" else "#a0a0a0"
+        parts += [
+            f'<text x="0" y="{y + bar - 3}">{html.escape(row["group"])}</text>',
             f'<rect x="{label_width}" y="{y}" width="{ap * width:.1f}" height="{bar}" '
-            'fill="#4878a8"/>'
-        )
-        parts.append(
+            f'fill="{colour}"/>',
+            f'<line x1="{label_width + base * width:.1f}" x2="{label_width + base * width:.1f}" '
+            f'y1="{y - 1}" y2="{y + bar + 1}" stroke="#c03030" stroke-width="2"/>',
             f'<text x="{label_width + ap * width + 4:.1f}" y="{y + bar - 3}">'
-            f"{_fmt(row['production_ap'])}</text>"
-        )
+            f"{_fmt(row['test_ap'])} (skill: {row['skill'] or MISSING})</text>",
+        ]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -116,18 +194,14 @@ def _study_charts(layout: RunLayout) -> str:
     return "<h2>Stage-2 studies</h2>" + "".join(parts) if parts else ""
 
 
-def summary_lines(config: EnvironmentConfig, layout: RunLayout, plan: Plan) -> list[str]:
-    prepare = io.read_json(layout.path("prepare", "report.json"))
-    selected = io.read_json(layout.selected_features)
-    return [
-        f"Environment: {config.name}; data: {config.data.uri or 'synthetic'} "
-        f"({', '.join(plan.symbols)}, {plan.n_rows} rows, data hash {plan.data_hash[:12]})",
-        f"Variants: {plan.n_variants} in {len(plan.groups)} groups, {len(plan.shards)} shards",
-        f"Features: {prepare['kept']} kept after hygiene "
-        f"(dropped: {', '.join(f'{k} {v}' for k, v in prepare['counts'].items())}); "
-        f"{len(selected)} selected by screening",
-        f"Validation period starts {plan.cutoff}",
-    ]
+NOTES = (
+    "Test AP, baseline and p-value come from the last part of the timeline, which no choice "
+    "saw: not hygiene, screening, winners, tuning or early stopping. The baseline predicts the "
+    "training class frequencies. A model without skill is graded F and never made champion.",
+    "Selection AP is measured on the period that chose the variant, the parameters and the "
+    "number of boosting rounds: it is optimistic.",
+    f"{MISSING}: not available (no model for the group, or stages 2-4 did not run).",
+)
 
 
 def write_report(
@@ -139,22 +213,30 @@ def write_report(
 ) -> None:
     """Write `report.html` and `report.md` at the run folder's top."""
     rows = winner_rows(layout, plan, models, published)
+    headline = skill_lines(config, rows)
     lines = summary_lines(config, layout, plan)
     headers = [title for title, _ in COLUMNS]
     keys = [key for _, key in COLUMNS]
     budget = budget_lines(layout)
+    defaults = [f"{r['group']}: {r['params_reason']}" for r in rows if r["params"] == "default"]
     markdown = [
         "# alphafactory run report",
         "",
+        *[f"**{line}**  " for line in headline],
+        "",
         *[f"- {line}" for line in lines],
         "",
-        f"## Group winners ({sum(r['production_ap'] is not None for r in rows)} models)",
+        f"## Test-period results ({sum(r['test_ap'] is not None for r in rows)} models)",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
-    ]
-    markdown += ["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in rows]
-    markdown += [
+        *["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in rows],
+        "",
+        *[f"- {note}" for note in NOTES],
+        "",
+        "## Groups that kept the stage-1 defaults",
+        "",
+        *[f"- {line}" for line in defaults],
         "",
         "## Tuning budget",
         "",
@@ -167,15 +249,20 @@ def write_report(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r[k]))}</td>" for k in keys) + "</tr>"
         for r in rows
     )
+
+    def items(values: list[str]) -> str:
+        return "".join(f"<li>{html.escape(v)}</li>" for v in values)
+
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>alphafactory run</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,td:nth-child(2)
-{{text-align:left}}</style></head><body><h1>alphafactory run report</h1>
-<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in lines)}</ul>
-<h2>Group winners</h2><table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>{table}</table>
-<p>Stage-1 and stage-4 AP are measured on the same validation period; stage 4 chose its
-parameters on it, so its figure is optimistic (bench/ measures on a held-out period).</p>
-<h2>Tuning budget</h2><ul>{"".join(f"<li>{html.escape(line)}</li>" for line in budget)}</ul>
-{_study_charts(layout)}
-<h2>Production average precision per group</h2>{ap_chart_svg(rows)}</body></html>"""
+,td:nth-child(3){{text-align:left}}.headline{{font-size:1.1em;font-weight:bold}}</style>
+</head><body><h1>alphafactory run report</h1>
+<ul class="headline">{items(headline)}</ul><ul>{items(lines)}</ul>
+<h2>Test-period results</h2><table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>
+{table}</table><ul>{items(list(NOTES))}</ul>
+<h2>Test AP against the no-skill baseline (red tick)</h2>{ap_chart_svg(rows)}
+<h2>Groups that kept the stage-1 defaults</h2><ul>{items(defaults)}</ul>
+<h2>Tuning budget</h2><ul>{items(budget)}</ul>
+{_study_charts(layout)}</body></html>"""
     io.write_text(layout.path("report.html"), page)

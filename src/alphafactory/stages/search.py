@@ -5,7 +5,9 @@
 * stage 3 — every group, the space narrowed to the top stage-2 trials of its window and
   warm-started with them, scored by rolling-window CV (5 chronological folds), stopping 40;
 * stage 4 — every group, neighbours of its stage-3 best on the grids, stopping 50, scored
-  on the same validation period as stage 1.
+  on the same selection period as stage 1; then tuning must earn its place: the final
+  candidate is adopted only when it beats the stage-1 defaults on the rolling CV of the
+  training period by `tune.adopt_margin`, otherwise the defaults stand.
 
 Each unit (window or group) keeps its study in a journal file mirrored to the run folder,
 so a retried task resumes with its finished trials; `tune.storage_url` shares studies
@@ -18,22 +20,20 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import polars as pl
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
-from alphafactory.data.folds import rolling_folds
-from alphafactory.errors import DataError
-from alphafactory.models.lightgbm_shard import GroupData, build_group, fit_variant
 from alphafactory.models.variants import Variant
+from alphafactory.stages.adoption import adoption
 from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
-from alphafactory.stages.fitting import base_params, dataset_params, load_group, usable_columns
+from alphafactory.stages.fitting import base_params, load_group
+from alphafactory.stages.rolling_cv import fit_score, fold_groups
 from alphafactory.tuning import (
     Budget,
     StudyFileMirror,
@@ -55,7 +55,6 @@ from alphafactory.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TUNED_KEYS = ("num_leaves", "max_depth", "feature_fraction", "learning_rate", "lambda_l1")
 
 
 def budget_path(layout: RunLayout) -> str:
@@ -87,82 +86,6 @@ def winner_variant(plan: Plan, winners: dict[str, dict[str, Any]], gid: str) -> 
     return next(v for v in plan.groups[gid] if v.variant_id == winners[gid]["variant_id"])
 
 
-def _fit_score(
-    group: GroupData, variant_id: str, rounds: int, patience: int, min_rows: int
-) -> Callable[[dict[str, Any], list[Any]], float]:
-    def fit(params: dict[str, Any], callbacks: list[Any]) -> float:
-        result = fit_variant(
-            group, variant_id, params, rounds, patience, min_rows=min_rows, callbacks=callbacks
-        )
-        return result.average_precision
-
-    return fit
-
-
-def fold_groups(
-    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
-) -> list[GroupData]:
-    """One binned dataset per rolling fold of the variant's training rows (stage 3)."""
-    targets = io.read_parquet(layout.targets(variant.group_id), ["timestamp", variant.variant_id])
-    labelled = targets.filter(pl.col(variant.variant_id).is_not_null())
-    stamps = labelled["timestamp"].cast(pl.Datetime("us")).to_numpy()
-    training = (
-        stamps + np.timedelta64(int(plan.bar_seconds * variant.horizon), "s") < plan.cutoff_time
-    )
-    stamps, labels = stamps[training], labelled[variant.variant_id].to_numpy()[training]
-    rows = np.searchsorted(matrix.timeline, stamps)
-    try:
-        folds = rolling_folds(
-            stamps,
-            config.tune.n_folds,
-            label_horizon=plan.bar_interval * variant.horizon,
-            embargo=plan.bar_interval * config.split.embargo_bars,
-        )
-    except DataError as exc:
-        log.warning("stage 3: %s has no usable folds (%s)", variant.variant_id, exc)
-        return []
-    columns = usable_columns(matrix, variant)
-    names = [matrix.names[i] for i in columns]
-    usable = [f for f in folds if _fold_is_usable(f, labels, config.tune.min_rows)]
-    if len(usable) < 2:
-        log.info("stage 3: %s has %d usable folds; using the single split", variant.variant_id,
-                 len(usable))  # fmt: skip
-        return []
-    built = []
-    for train_mask, valid_mask in usable:
-        train_rows, valid_rows = rows[train_mask], rows[valid_mask]
-        per_variant = {
-            variant.variant_id: (
-                train_rows, labels[train_mask].astype(np.int32),
-                valid_rows, labels[valid_mask].astype(np.int32),
-            )
-        }  # fmt: skip
-        built.append(
-            build_group(
-                variant.group_id,
-                matrix.values,
-                names,
-                np.unique(train_rows),
-                np.unique(valid_rows),
-                per_variant,
-                dataset_params(config),
-                columns,
-            )  # fmt: skip
-        )
-    return built
-
-
-def _fold_is_usable(fold: tuple[np.ndarray, np.ndarray], labels: np.ndarray, min_rows: int) -> bool:
-    """Enough rows and at least two classes on both sides, as `fit_variant` requires."""
-    train, valid = fold
-    return (
-        int(train.sum()) >= min_rows
-        and int(valid.sum()) >= max(10, min_rows // 5)
-        and len(np.unique(labels[train])) >= 2
-        and len(np.unique(labels[valid])) >= 2
-    )
-
-
 def _objective(
     stage: int,
     config: EnvironmentConfig,
@@ -179,7 +102,7 @@ def _objective(
     groups = fold_groups(layout, plan, matrix, config, variant) if stage == 3 else []
     if groups:
         fits = [
-            _fit_score(g, variant.variant_id, config.tune.num_rounds, patience, min_rows)
+            fit_score(g, variant.variant_id, config.tune.num_rounds, patience, min_rows)
             for g in groups
         ]
         n_train = int(np.mean([len(g.rows[variant.variant_id].train_index) for g in groups]))
@@ -188,7 +111,7 @@ def _objective(
     if group is None:
         return None, 0
     n_train = len(group.rows[variant.variant_id].train_index)
-    fit = _fit_score(group, variant.variant_id, config.tune.num_rounds, patience, min_rows)
+    fit = fit_score(group, variant.variant_id, config.tune.num_rounds, patience, min_rows)
     return split_objective(space, fit, n_train, fixed), n_train
 
 
@@ -228,6 +151,12 @@ def run_search_shard(
         results[unit] = _search_unit(
             config, layout, plan, matrix, stage, unit, variant, previous, unit_budget
         )
+        if stage == 4:
+            candidate = results[unit]["best_params"] or previous.get(gid, {}).get("best_params")
+            with unit_budget.meter(stage, config.parallelism.lgbm_threads, trials=0):
+                results[unit]["adoption"] = adoption(
+                    config, layout, plan, matrix, variant, candidate or {}
+                )
         budget.absorb(stage, unit_budget)
     io.write_json(layout.tune_shard(stage, shard), {"units": results, "budget": budget.to_dict()})
     values = [r["best_value"] for r in results.values() if math.isfinite(r["best_value"])]
@@ -323,33 +252,4 @@ def run_select_search(config: EnvironmentConfig, run_dir: str, stage: int) -> di
         "mean_best_ap": float(np.mean(values)) if values else 0.0,
         "planned_core_seconds": budget.planned(stage),
         "used_core_seconds": budget.used(stage),
-    }
-
-
-def tuned_params(config: EnvironmentConfig, layout: RunLayout, gid: str) -> dict[str, Any]:
-    """The group's final parameters: stage 4's best, else stage 3's, else stage 1 defaults."""
-    from alphafactory.stages.tune import default_params
-
-    params = default_params(config)
-    for stage in (3, 4):
-        uri = layout.tune_winners(stage)
-        if io.exists(uri):
-            best = io.read_json(uri)["units"].get(gid, {}).get("best_params")
-            if best:
-                params.update({k: best[k] for k in TUNED_KEYS if k in best})
-    return params
-
-
-def stage_aps(layout: RunLayout, gids: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per group: stage-1 AP and stage-4 AP, both on the validation period."""
-    stage1 = io.read_json(layout.tune_winners(1))["winners"]
-    stage4 = (
-        io.read_json(layout.tune_winners(4))["units"] if io.exists(layout.tune_winners(4)) else {}
-    )
-    return {
-        gid: {
-            "stage1": float(stage1.get(gid, {}).get("average_precision", math.nan)),
-            "stage4": float(stage4.get(gid, {}).get("best_value", math.nan)),
-        }
-        for gid in gids
     }

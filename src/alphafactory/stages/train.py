@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from sklearn.metrics import precision_recall_curve
 
 from alphafactory import __version__, io
@@ -16,9 +17,10 @@ from alphafactory.metrics import class_confusion
 from alphafactory.models.lightgbm_shard import FitResult, fit_variant
 from alphafactory.models.variants import Variant
 from alphafactory.registry.cache import ModelCache
+from alphafactory.skill import skill_test
+from alphafactory.stages.adoption import tuned_params
 from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
-from alphafactory.stages.fitting import load_group
-from alphafactory.stages.search import tuned_params
+from alphafactory.stages.fitting import load_group, period_rows, usable_columns
 from alphafactory.targets.swing import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -101,9 +103,10 @@ def _train_group(
         "variant": variant.to_dict(),
         "params": params,
         "features": matrix.names,
-        "cutoff": plan.cutoff,
+        "periods": plan.periods.to_dict(),
         "train": config.train.model_dump(exclude={"force_retrain"}),
         "split": config.split.model_dump(),
+        "skill": config.skill.model_dump(),
         "code_version": __version__,
     }
 
@@ -152,9 +155,65 @@ def _fit_production(
     if result.status != "ok" or result.booster is None:
         return result.summary()
     result.booster.save_model(str(folder / MODEL_FILE))
-    log.info("train: %s AP %.4f", variant.group_id, result.average_precision)
+    train_labels = group.rows[variant.variant_id].train_label
+    test = score_test_period(layout, plan, matrix, config, variant, result.booster, train_labels)
+    log.info(
+        "train: %s selection AP %.4f, test AP %s (baseline %s, p %.3f)",
+        variant.group_id, result.average_precision, _fmt(test["test_ap"]),
+        _fmt(test["baseline_ap"]), test["p_value"],
+    )  # fmt: skip
     return {
         **describe_fit(result, group.feature_names),
         "variant": variant.to_dict(),
         "params": params,
+        "test": test,
     }
+
+
+def events_in_test_period(
+    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows (the group's usable columns) and labels of the variant's test events."""
+    targets, masks = period_rows(layout, plan, config, variant)
+    stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()[masks.test]
+    labels = targets[variant.variant_id].to_numpy()[masks.test].astype(np.int32)
+    rows = np.searchsorted(matrix.timeline, stamps)
+    return matrix.values[np.ix_(rows, usable_columns(matrix, variant))], labels
+
+
+def score_test_period(
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    config: EnvironmentConfig,
+    variant: Variant,
+    booster: Any,
+    train_labels: np.ndarray,
+) -> dict[str, Any]:
+    """The one touch of the test period: the production model's skill test on its events.
+
+    Nothing computed here feeds back into a choice of features, variants or parameters.
+    """
+    features, labels = events_in_test_period(layout, plan, matrix, config, variant)
+    probabilities = np.zeros((0, len(CLASS_NAMES)))
+    if len(labels):  # a group may have no events in the test period
+        probabilities = np.asarray(booster.predict(features, num_iteration=booster.best_iteration))
+    settings = config.skill
+    result = skill_test(
+        labels,
+        probabilities,
+        train_labels,
+        permutations=settings.permutations,
+        bootstraps=settings.bootstraps,
+        block=settings.block_events,
+        seed=config.data.seed,
+    )
+    described: dict[str, Any] = result.to_dict()
+    if len(labels):
+        described["confusion_matrix"] = class_confusion(labels, probabilities)
+        described["pr_curves"] = pr_curves(labels, probabilities)
+    return described
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if np.isfinite(value) else "n/a"

@@ -15,6 +15,9 @@ Definitions (all pinned by tests on hand-made series):
   ``low_t - b*sigma_t``, reversion above ``close_t + b*sigma_t``.
 * rows without an event, and events whose horizon runs past the data with no barrier touched,
   have no label (null); each variant trains on its labelled rows only.
+* every row carries its label end per horizon (`label_end_h{h}`): the timestamp of the h-th
+  next bar of the same symbol, by which every label of that horizon is known; splits purge on
+  it (`alphafactory.data.splits`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory.config.models import GridConfig
+from alphafactory.data.splits import bars_ahead, label_end_column
 from alphafactory.models.variants import SwingType, Variant, expand_grid, group_variants
 
 NEITHER, BREAKOUT, REVERSION = 0, 1, 2
@@ -111,7 +115,8 @@ def barrier_labels(
 
 
 def group_targets(bars_one_symbol: pl.DataFrame, variants: Sequence[Variant]) -> pl.DataFrame:
-    """Labels of every variant of one group: `timestamp` + one Int8 column per variant id."""
+    """Labels of every variant of one group: `timestamp`, one Int8 column per variant id and
+    one label-end column per horizon."""
     high = bars_one_symbol["high"].to_numpy()
     low = bars_one_symbol["low"].to_numpy()
     close = bars_one_symbol["close"].to_numpy()
@@ -129,6 +134,10 @@ def group_targets(bars_one_symbol: pl.DataFrame, variants: Sequence[Variant]) ->
         label = by_move[variant.move_threshold][variant.horizon]
         event = is_extreme & (excursion >= variant.std_threshold) & (label != _UNKNOWN)
         columns[variant.variant_id] = _masked(variant.variant_id, label, event)
+    stamps = bars_one_symbol["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    for horizon in horizons:
+        ends = pl.Series(label_end_column(horizon), bars_ahead(stamps, horizon))
+        columns[ends.name] = ends.cast(pl.Datetime("us"))
     return pl.DataFrame(columns)
 
 

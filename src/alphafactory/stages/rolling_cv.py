@@ -1,0 +1,90 @@
+"""Rolling-window CV over a variant's training period: the folds of tune stage 3 and of the
+adoption check, binned once per fold, and fit functions that score a parameter set on them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from alphafactory.config.models import EnvironmentConfig
+from alphafactory.data.folds import rolling_folds
+from alphafactory.errors import DataError
+from alphafactory.models.lightgbm_shard import GroupData, build_group, fit_variant
+from alphafactory.models.variants import Variant
+from alphafactory.stages.common import Matrix, Plan, RunLayout
+from alphafactory.stages.fitting import dataset_params, period_rows, usable_columns
+
+log = logging.getLogger(__name__)
+
+
+def fit_score(
+    group: GroupData, variant_id: str, rounds: int, patience: int, min_rows: int
+) -> Callable[[dict[str, Any], list[Any]], float]:
+    def fit(params: dict[str, Any], callbacks: list[Any]) -> float:
+        result = fit_variant(
+            group, variant_id, params, rounds, patience, min_rows=min_rows, callbacks=callbacks
+        )
+        return result.average_precision
+
+    return fit
+
+
+def fold_groups(
+    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
+) -> list[GroupData]:
+    """One binned dataset per rolling fold of the variant's training rows (stage 3)."""
+    targets, masks = period_rows(layout, plan, config, variant)
+    training = masks.train
+    stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()[training]
+    ends = masks.label_ends[training]
+    labels = targets[variant.variant_id].to_numpy()[training]
+    rows = np.searchsorted(matrix.timeline, stamps)
+    try:
+        folds = rolling_folds(stamps, config.tune.n_folds, label_ends=ends)
+    except DataError as exc:
+        log.warning("stage 3: %s has no usable folds (%s)", variant.variant_id, exc)
+        return []
+    columns = usable_columns(matrix, variant)
+    names = [matrix.names[i] for i in columns]
+    usable = [f for f in folds if fold_is_usable(f, labels, config.tune.min_rows)]
+    if len(usable) < 2:
+        log.info("stage 3: %s has %d usable folds; using the single split", variant.variant_id,
+                 len(usable))  # fmt: skip
+        return []
+    built = []
+    for train_mask, valid_mask in usable:
+        train_rows, valid_rows = rows[train_mask], rows[valid_mask]
+        per_variant = {
+            variant.variant_id: (
+                train_rows, labels[train_mask].astype(np.int32),
+                valid_rows, labels[valid_mask].astype(np.int32),
+            )
+        }  # fmt: skip
+        built.append(
+            build_group(
+                variant.group_id,
+                matrix.values,
+                names,
+                np.unique(train_rows),
+                np.unique(valid_rows),
+                per_variant,
+                dataset_params(config),
+                columns,
+            )  # fmt: skip
+        )
+    return built
+
+
+def fold_is_usable(fold: tuple[np.ndarray, np.ndarray], labels: np.ndarray, min_rows: int) -> bool:
+    """Enough rows and at least two classes on both sides, as `fit_variant` requires."""
+    train, valid = fold
+    return (
+        int(train.sum()) >= min_rows
+        and int(valid.sum()) >= max(10, min_rows // 5)
+        and len(np.unique(labels[train])) >= 2
+        and len(np.unique(labels[valid])) >= 2
+    )
