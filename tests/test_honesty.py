@@ -206,7 +206,7 @@ def test_planted_groups_have_skill_and_noise_groups_do_not(planted_run: Path) ->
     report = (planted_run / "report.md").read_text()
     headline = report.splitlines()[2]
     assert headline.startswith("**Skill on the untouched test period: 4 of 8 models")
-    assert "4 of 4 planted groups have skill; 0 of 4 pure-noise groups do" in report
+    assert "4 of 4 planted groups have skill; 0 of 4 groups without a planted signal do" in report
 
 
 @pytest.mark.slow

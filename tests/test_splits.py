@@ -15,6 +15,7 @@ from alphafactory.data.splits import (
     period_masks,
     selection_split,
     shift_ends,
+    tuning_periods,
     variant_masks,
 )
 from alphafactory.errors import DataError
@@ -34,6 +35,19 @@ def test_make_periods_takes_fractions_of_the_distinct_timestamps() -> None:
     assert periods.selection_start == timeline[65]
     assert Periods.from_dict(periods.to_dict()) == periods
     assert periods.to_dict()["test_start"] == "2024-01-04T13:00:00+00:00"
+
+
+def test_tuning_periods_lie_inside_the_training_period() -> None:
+    timeline = hourly(100)
+    periods = make_periods(timeline, 0.2, 0.15)  # selection from bar 65
+    inner = tuning_periods(timeline, periods, 0.2)
+    assert inner.selection_start == timeline[52]  # the last 20 % of bars 0..64
+    assert inner.test_start == periods.selection_start
+    frame = group_frame(timeline, 3)
+    masks = variant_masks(frame, "v", 3, inner)
+    # the search validates on bars whose labels end before the run's selection period
+    assert np.flatnonzero(masks.selection).tolist() == list(range(52, 62))
+    assert np.flatnonzero(masks.train).max() == 48
 
 
 def test_make_periods_refuses_too_few_timestamps() -> None:

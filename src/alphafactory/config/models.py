@@ -199,8 +199,15 @@ class TuneConfig(_Strict):
     adopt_margin: float = Field(
         default=0.005,
         ge=0,
-        description="tuned parameters replace the stage-1 defaults only when their rolling-CV "
-        "AP beats the defaults' by at least this much",
+        description="tuned parameters replace the stage-1 defaults only when their selection "
+        "AP beats the defaults' by at least this much ...",
+    )
+    adopt_alpha: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="... and the gain is significant at this level (paired block sign-flip "
+        "test on the selection events); 1 switches the test off",
     )
     storage_url: str = Field(
         default="", description="shared Optuna storage (PostgreSQL URL); empty: a file per study"

@@ -103,6 +103,25 @@ def make_periods(timeline: np.ndarray, selection_fraction: float, test_fraction:
     return Periods(ordered[selection_index], ordered[test_index])
 
 
+def tuning_periods(timeline: np.ndarray, periods: Periods, selection_fraction: float) -> Periods:
+    """The periods of the parameter search (tune stages 2 and 4), inside the training period.
+
+    Its own train and validation split: the last `selection_fraction` of the training
+    period's timestamps validates, and the run's selection period plays the test period. So
+    the search never scores on the selection period, which then judges, untouched by it,
+    whether the tuned parameters beat the defaults.
+    """
+    stamps = np.asarray(timeline).astype("datetime64[us]")
+    inside = np.unique(stamps[stamps < periods.selection_start])
+    index = int(np.floor(len(inside) * (1.0 - selection_fraction) + 1e-9))
+    if not 0 < index < len(inside):
+        raise DataError(
+            f"the training period has {len(inside)} timestamps: too few to tune on; "
+            "supply more bars"
+        )
+    return Periods(inside[index], periods.selection_start)
+
+
 @dataclass(frozen=True)
 class PeriodMasks:
     """Boolean masks over one variant's rows: which rows serve which period, and the label

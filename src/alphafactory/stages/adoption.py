@@ -1,17 +1,20 @@
 """Tuning must earn its place: a group keeps the stage-1 defaults unless its tuned
-candidate beats them on the training period's rolling CV by `tune.adopt_margin`."""
+candidate, fitted as in production, beats them on the selection period by
+`tune.adopt_margin`, significantly (`tune.adopt_alpha`). Stages 2-4 search inside the
+training period only, so the selection period judges the search without having fed it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import numpy as np
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
+from alphafactory.models.lightgbm_shard import FitResult, fit_variant
 from alphafactory.models.variants import Variant
+from alphafactory.paired import paired_ap_test
 from alphafactory.stages.common import Matrix, Plan, RunLayout
-from alphafactory.stages.rolling_cv import fit_score, fold_groups
+from alphafactory.stages.fitting import load_group
 
 #: The parameters stages 2-4 tune; every other parameter stays at its stage-1 value.
 TUNED_KEYS = ("num_leaves", "max_depth", "feature_fraction", "learning_rate", "lambda_l1")
@@ -20,6 +23,11 @@ TUNED_KEYS = ("num_leaves", "max_depth", "feature_fraction", "learning_rate", "l
 def with_tuned(defaults: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
     """The defaults with the tuned keys of `best` in their place."""
     return {**defaults, **{k: best[k] for k in TUNED_KEYS if k in best}}
+
+
+def production_params(config: EnvironmentConfig, tuned: dict[str, Any]) -> dict[str, Any]:
+    """A group's parameters as the production fit uses them: with the production learning rate."""
+    return {**tuned, "learning_rate": config.train.learning_rate}
 
 
 def adoption(
@@ -32,36 +40,48 @@ def adoption(
 ) -> dict[str, Any]:
     """Whether the tuned `candidate` earns its place over the stage-1 defaults.
 
-    Both are scored by the same rolling-window CV over the training period (the folds of
-    stage 3); the candidate is adopted only when its mean fold AP is at least the defaults'
-    plus `tune.adopt_margin`. Neither the selection nor the test period is involved.
+    Both are fitted exactly as the production fit will be (train period, early stopping on
+    the selection period, production learning rate and rounds) and scored by AP on the
+    selection period; the candidate is adopted only when it beats the defaults by
+    `tune.adopt_margin`. The test period is not involved.
     """
     from alphafactory.stages.tune import default_params
 
     margin = config.tune.adopt_margin
     if not candidate:
         return {"adopted": False, "reason": "no tuned parameters"}
-    folds = fold_groups(layout, plan, matrix, config, variant)
-    if not folds:
-        return {"adopted": False, "reason": "too few rows for rolling-CV folds"}
+    group = load_group(layout, plan, matrix, config, [variant])
+    if group is None:
+        return {"adopted": False, "reason": "no rows on one side of the selection split"}
     defaults = default_params(config)
 
-    def cv(params: dict[str, Any]) -> float:
-        fits = [fit_score(g, variant.variant_id, config.tune.num_rounds,
-                           config.tune.stage_early_stopping[3], config.tune.min_rows)
-                for g in folds]  # fmt: skip
-        return float(np.mean([fit(params, []) for fit in fits]))
+    def selection_fit(params: dict[str, Any]) -> FitResult:
+        return fit_variant(
+            group, variant.variant_id, production_params(config, params),
+            config.train.num_rounds, config.train.early_stopping, min_rows=config.tune.min_rows,
+            keep_model=True,
+        )  # fmt: skip
 
-    cv_default, cv_tuned = cv(defaults), cv(with_tuned(defaults, candidate))
-    adopted = bool(np.isfinite(cv_tuned) and cv_tuned >= cv_default + margin)
-    verdict = "beats" if adopted else "does not beat"
+    default_fit, tuned_fit = selection_fit(defaults), selection_fit(with_tuned(defaults, candidate))
+    labels, first, second = (
+        default_fit.valid_labels, default_fit.valid_probabilities, tuned_fit.valid_probabilities
+    )  # fmt: skip
+    if labels is None or first is None or second is None:
+        return {"adopted": False, "reason": f"the selection fit failed ({default_fit.status})"}
+    paired = paired_ap_test(labels, first, second, seed=config.data.seed)
+    alpha = config.tune.adopt_alpha
+    large = math.isfinite(paired.gain) and paired.gain >= margin
+    adopted = large and (alpha >= 1 or paired.p_value < alpha)
     return {
         "adopted": adopted,
-        "cv_default": cv_default,
-        "cv_tuned": cv_tuned,
-        "margin": margin,
+        "selection_ap_default": default_fit.average_precision,
+        "selection_ap_tuned": tuned_fit.average_precision,
+        "gain": paired.gain,
+        "p_value": paired.p_value,
         "params": candidate,
-        "reason": f"tuned CV AP {cv_tuned:.4f} {verdict} defaults {cv_default:.4f} + {margin}",
+        "reason": f"tuned selection AP {paired.gain:+.4f} vs defaults "
+        f"({'>=' if large else '<'} margin {margin}), paired p {paired.p_value:.3f} "
+        f"({'<' if paired.p_value < alpha else '>='} {alpha})",
     }
 
 

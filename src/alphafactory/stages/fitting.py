@@ -13,6 +13,7 @@ from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.data.splits import (
     PeriodMasks,
+    Periods,
     RowSplit,
     label_end_column,
     selection_split,
@@ -47,12 +48,13 @@ def load_group(
     config: EnvironmentConfig,
     variants: Sequence[Variant],
     max_train_rows: int | None = None,
+    periods: Periods | None = None,
 ) -> GroupData | None:
     """Bin one group's rows once, fitting on the train period and scoring on the selection
-    period; None when the group has no rows on one side."""
+    period (of `periods`, default the run's); None when the group has no rows on one side."""
     first = variants[0]
     targets = read_targets(layout, variants)
-    split: RowSplit = selection_split(plan.periods, config.split.embargo_bars)
+    split: RowSplit = selection_split(periods or plan.periods, config.split.embargo_bars)
     train_union, valid_union, per_variant = variant_rows(
         matrix.timeline, targets, variants, split, max_train_rows
     )

@@ -43,6 +43,7 @@ from alphafactory.stages.common import Plan, RunLayout
 log = logging.getLogger(__name__)
 MODEL_TYPE = "lightgbm"
 KEY_METRIC = "ap"
+KEY_P_ADJUSTED = "p_adjusted"
 
 
 def registry_for(config: EnvironmentConfig, run_dir: str) -> ModelRegistry:
@@ -133,9 +134,6 @@ class Judged:
             KEY_P_ADJUSTED: result.p_adjusted,
             "n_test": float(result.n_events),
         }
-
-
-KEY_P_ADJUSTED = "p_adjusted"
 
 
 def _publish_one(

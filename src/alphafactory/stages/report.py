@@ -118,12 +118,12 @@ def skill_lines(config: EnvironmentConfig, rows: list[dict[str, Any]]) -> list[s
         false = sum(r["skill"] == "yes" for r in noise)
         lines.append(
             f"Ground truth (planted signal): {found} of {len(planted)} planted groups have "
-            f"skill; {false} of {len(noise)} pure-noise groups do"
+            f"skill; {false} of {len(noise)} groups without a planted signal do"
         )
     kept = sum(r["params"] == "default" for r in rows)
     lines.append(
         f"Parameters: {len(rows) - kept} groups use tuned parameters, {kept} keep the stage-1 "
-        "defaults (tuning must beat them on the training period's rolling CV)"
+        "defaults (tuned parameters must beat them on the selection period, which no search saw)"
     )
     return lines
 
@@ -198,6 +198,8 @@ NOTES = (
     "Test AP, baseline and p-value come from the last part of the timeline, which no choice "
     "saw: not hygiene, screening, winners, tuning or early stopping. The baseline predicts the "
     "training class frequencies. A model without skill is graded F and never made champion.",
+    "The baseline's macro AP is 1/3 whenever all three classes occur: a constant score's AP "
+    "for a class is that class's share.",
     "Selection AP is measured on the period that chose the variant, the parameters and the "
     "number of boosting rounds: it is optimistic.",
     f"{MISSING}: not available (no model for the group, or stages 2-4 did not run).",

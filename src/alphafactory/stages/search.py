@@ -1,13 +1,15 @@
 """Tune stages 2-4: Optuna searches under the run's compute budget.
 
 * stage 2 — TPE with the source's broad ranges on one representative per window (the
-  group with the best stage-1 AP), early stopping 40;
+  group with the best stage-1 AP), early stopping 40, scored on the last part of the
+  training period (`alphafactory.data.splits.tuning_periods`);
 * stage 3 — every group, the space narrowed to the top stage-2 trials of its window and
   warm-started with them, scored by rolling-window CV (5 chronological folds), stopping 40;
 * stage 4 — every group, neighbours of its stage-3 best on the grids, stopping 50, scored
-  on the same selection period as stage 1; then tuning must earn its place: the final
-  candidate is adopted only when it beats the stage-1 defaults on the rolling CV of the
-  training period by `tune.adopt_margin`, otherwise the defaults stand.
+  like stage 2 inside the training period; then tuning must earn its place: the candidate
+  is adopted only when, fitted as in production, it beats the stage-1 defaults on the
+  selection period (which no search saw) by `tune.adopt_margin`; otherwise the defaults
+  stand.
 
 Each unit (window or group) keeps its study in a journal file mirrored to the run folder,
 so a retried task resumes with its finished trials; `tune.storage_url` shares studies
@@ -29,6 +31,8 @@ import optuna
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
+from alphafactory.data.splits import tuning_periods
+from alphafactory.models.lightgbm_shard import check_variant
 from alphafactory.models.variants import Variant
 from alphafactory.stages.adoption import adoption
 from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
@@ -107,8 +111,10 @@ def _objective(
         ]
         n_train = int(np.mean([len(g.rows[variant.variant_id].train_index) for g in groups]))
         return cv_objective(space, fits, n_train, fixed), n_train
-    group = load_group(layout, plan, matrix, config, [variant])
-    if group is None:
+    inner = tuning_periods(matrix.timeline, plan.periods, config.split.selection_fraction)
+    group = load_group(layout, plan, matrix, config, [variant], periods=inner)
+    if group is None or check_variant(group, variant.variant_id, min_rows).status != "ok":
+        log.info("stage %d: %s has too few rows to tune on", stage, variant.variant_id)
         return None, 0
     n_train = len(group.rows[variant.variant_id].train_index)
     fit = fit_score(group, variant.variant_id, config.tune.num_rounds, patience, min_rows)

@@ -18,18 +18,13 @@ from alphafactory.models.lightgbm_shard import FitResult, fit_variant
 from alphafactory.models.variants import Variant
 from alphafactory.registry.cache import ModelCache
 from alphafactory.skill import skill_test
-from alphafactory.stages.adoption import tuned_params
+from alphafactory.stages.adoption import production_params, tuned_params
 from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import load_group, period_rows, usable_columns
 from alphafactory.targets.swing import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.txt"
-
-
-def production_params(config: EnvironmentConfig, tuned: dict[str, Any]) -> dict[str, Any]:
-    """The winner's tuned parameters with the production learning rate."""
-    return {**tuned, "learning_rate": config.train.learning_rate}
 
 
 def pr_curves(labels: np.ndarray, probabilities: np.ndarray, points: int = 50) -> dict[str, Any]:
