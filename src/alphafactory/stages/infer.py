@@ -62,13 +62,15 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         publish_to_vertex(config, published, run_dir=run_dir)
     io.write_json(layout.path("infer", "registry.json"), published)
     write_report(config, layout, plan, models, published)
-    aps = [m["average_precision"] for m in models.values()]
+    test_aps = [p["skill"]["test_ap"] for p in published.values()]
+    finite = [ap for ap in test_aps if np.isfinite(ap)]
     return {
         "models": len(models),
         "prediction_rows": predictions.height,
-        "mean_ap": float(np.mean(aps)) if aps else 0.0,
-        "min_ap": float(np.min(aps)) if aps else 0.0,
-        "max_ap": float(np.max(aps)) if aps else 0.0,
+        "mean_test_ap": float(np.mean(finite)) if finite else 0.0,
+        "min_test_ap": float(np.min(finite)) if finite else 0.0,
+        "max_test_ap": float(np.max(finite)) if finite else 0.0,
+        "models_with_skill": sum(1 for p in published.values() if p["skill"]["skill"]),
         "models_registered": len(published),
         "champions_promoted": sum(1 for p in published.values() if p["champion"]),
     }

@@ -1,5 +1,5 @@
-"""Rolling-window CV over a variant's training period: the folds of tune stage 3 and of the
-adoption check, binned once per fold, and fit functions that score a parameter set on them."""
+"""Rolling-window CV over a variant's training period: the folds of tune stage 3, binned once
+per fold, and fit functions that score a parameter set on a binned split."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@
 * stage 4 — every group, neighbours of its stage-3 best on the grids, stopping 50, scored
   like stage 2 inside the training period; then tuning must earn its place: the candidate
   is adopted only when, fitted as in production, it beats the stage-1 defaults on the
-  selection period (which no search saw) by `tune.adopt_margin`; otherwise the defaults
-  stand.
+  selection period (which no search saw) by `tune.adopt_margin` and significantly
+  (`tune.adopt_alpha`, `alphafactory.stages.adoption`); otherwise the defaults stand.
 
 Each unit (window or group) keeps its study in a journal file mirrored to the run folder,
 so a retried task resumes with its finished trials; `tune.storage_url` shares studies

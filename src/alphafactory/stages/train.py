@@ -75,8 +75,15 @@ def run_train_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict
         params = production_params(config, tuned_params(config, layout, gid))
         trained[gid] = _train_group(layout, plan, matrix, config, variant, params)
     io.write_json(layout.train_shard(shard), trained)
-    aps = [t["average_precision"] for t in trained.values() if t["status"] == "ok"]
-    return {"models_trained": len(aps), "mean_ap": float(np.mean(aps)) if aps else 0.0}
+    fitted = [t for t in trained.values() if t["status"] == "ok"]
+    test_aps = [t["test"]["test_ap"] for t in fitted if np.isfinite(t["test"]["test_ap"])]
+    return {
+        "models_trained": len(fitted),
+        "mean_selection_ap": float(np.mean([t["average_precision"] for t in fitted]))
+        if fitted
+        else 0.0,
+        "mean_test_ap": float(np.mean(test_aps)) if test_aps else 0.0,
+    }
 
 
 def model_cache(run_dir: str) -> ModelCache:
