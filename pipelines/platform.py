@@ -14,6 +14,10 @@ from kfp.dsl import PipelineTask
 
 from alphafactory.config.models import EnvironmentConfig, StageResources
 
+#: Fan-out stages whose shard tasks are retried; their work is idempotent.
+RETRIED_STAGES = ("screen", "tune", "train")
+SHARD_RETRIES = 2
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -57,6 +61,10 @@ class Platform:
             task.set_accelerator_limit(resources.accelerator_count)
         if resources.node_pool is not None and self.kubernetes:
             self._add_node_pool(task, resources.node_pool)
+        if stage in RETRIED_STAGES:
+            # Shard tasks are idempotent (studies resume from their journals, production fits
+            # come from the cache), so a lost node or a process dying at exit costs one retry.
+            task.set_retry(num_retries=SHARD_RETRIES, backoff_duration="5s")
         self._add_object_store(task)
         return task
 

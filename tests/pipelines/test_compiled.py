@@ -135,3 +135,20 @@ def test_gcs_and_local_roots_get_no_object_store_settings(env: str) -> None:
     for doc in docs[1:]:
         for executor in doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
             assert "secretAsEnv" not in executor
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_the_idempotent_shard_tasks_are_retried(env: str) -> None:
+    spec = _docs(COMPILED_DIR / f"{env}.yaml")[0]
+    dags = [spec["root"], *spec["components"].values()]
+    retries = {
+        name: task.get("retryPolicy", {}).get("maxRetryCount")
+        for dag in dags
+        for name, task in dag.get("dag", {}).get("tasks", {}).items()
+    }
+    shard_tasks = ["screen-shard", "train-shard", "tune-stage", "tune-stage-2", "tune-stage-3",
+                   "tune-stage-4"]  # fmt: skip
+    assert {name: retries[name] for name in shard_tasks} == dict.fromkeys(shard_tasks, 2)
+    # publishing is not idempotent (a rerun registers new versions): never retried
+    assert retries["infer-predictions"] is None and retries["prepare-data"] is None
+    assert all(retries[name] is None for name in retries if name.startswith("select-winners"))
