@@ -10,7 +10,7 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.config.models import EnvironmentConfig
-from alphafactory.models.lightgbm_shard import FitResult, fit_variant
+from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_variant
 from alphafactory.models.variants import Variant
 from alphafactory.paired import paired_ap_test
 from alphafactory.stages.common import Matrix, Plan, RunLayout
@@ -28,6 +28,17 @@ def with_tuned(defaults: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]
 def production_params(config: EnvironmentConfig, tuned: dict[str, Any]) -> dict[str, Any]:
     """A group's parameters as the production fit uses them: with the production learning rate."""
     return {**tuned, "learning_rate": config.train.learning_rate}
+
+
+def production_fit(
+    config: EnvironmentConfig, group: GroupData, variant_id: str, params: dict[str, Any]
+) -> FitResult:
+    """The production protocol, in one place: train period, early stopping on the selection
+    period, the production rounds and patience; `params` already production parameters."""
+    return fit_variant(
+        group, variant_id, params, config.train.num_rounds, config.train.early_stopping,
+        min_rows=config.tune.min_rows, keep_model=True,
+    )  # fmt: skip
 
 
 def adoption(
@@ -56,11 +67,7 @@ def adoption(
     defaults = default_params(config)
 
     def selection_fit(params: dict[str, Any]) -> FitResult:
-        return fit_variant(
-            group, variant.variant_id, production_params(config, params),
-            config.train.num_rounds, config.train.early_stopping, min_rows=config.tune.min_rows,
-            keep_model=True,
-        )  # fmt: skip
+        return production_fit(config, group, variant.variant_id, production_params(config, params))
 
     default_fit, tuned_fit = selection_fit(defaults), selection_fit(with_tuned(defaults, candidate))
     labels, first, second = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -75,10 +74,6 @@ class Plan:
     periods: Periods
     data_hash: str
     n_rows: int
-
-    @property
-    def bar_interval(self) -> timedelta:
-        return timedelta(seconds=self.bar_seconds)
 
     @property
     def n_variants(self) -> int:

@@ -156,6 +156,7 @@ def _publish_one(
     )
     champion = registry.champion(name)
     skill = judged.skill
+    periods = plan.periods.to_dict()
     registered = registry.register(
         name,
         model_file,
@@ -181,8 +182,8 @@ def _publish_one(
         extra_tags={
             TAG_SKILL: SKILL_YES if skill.skill else SKILL_NO,
             TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
-            TAG_SELECTION_START: plan.periods.to_dict()["selection_start"],
-            TAG_TEST_START: plan.periods.to_dict()["test_start"],
+            TAG_SELECTION_START: periods["selection_start"],
+            TAG_TEST_START: periods["test_start"],
         },
     )
     promoted = skill.skill and (

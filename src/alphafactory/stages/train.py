@@ -14,11 +14,11 @@ from sklearn.metrics import precision_recall_curve
 from alphafactory import __version__, io
 from alphafactory.config.models import EnvironmentConfig
 from alphafactory.metrics import class_confusion
-from alphafactory.models.lightgbm_shard import FitResult, fit_variant
+from alphafactory.models.lightgbm_shard import FitResult
 from alphafactory.models.variants import Variant
 from alphafactory.registry.cache import ModelCache
 from alphafactory.skill import skill_test
-from alphafactory.stages.adoption import production_params, tuned_params
+from alphafactory.stages.adoption import production_fit, production_params, tuned_params
 from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
 from alphafactory.stages.fitting import load_group, period_rows, usable_columns
 from alphafactory.targets.swing import CLASS_NAMES
@@ -145,15 +145,7 @@ def _fit_production(
     group = load_group(layout, plan, matrix, config, [variant])
     if group is None:
         return {"variant_id": variant.variant_id, "status": "no_rows"}
-    result = fit_variant(
-        group,
-        variant.variant_id,
-        params,
-        config.train.num_rounds,
-        config.train.early_stopping,
-        min_rows=config.tune.min_rows,
-        keep_model=True,
-    )
+    result = production_fit(config, group, variant.variant_id, params)
     if result.status != "ok" or result.booster is None:
         return result.summary()
     result.booster.save_model(str(folder / MODEL_FILE))
