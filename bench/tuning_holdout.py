@@ -28,9 +28,9 @@ import lightgbm as lgb
 import numpy as np
 
 from alphafactory.config import load_environment
+from alphafactory.layout import RunLayout, read_plan
 from alphafactory.metrics import average_precision
 from alphafactory.models.lightgbm_shard import fit_variant
-from alphafactory.models.variants import Variant
 from alphafactory.stages import (
     run_prepare,
     run_screen_aggregate,
@@ -41,10 +41,10 @@ from alphafactory.stages import (
     run_tune_shard,
 )
 from alphafactory.stages.adoption import adoption_of, production_params, tuned_params, with_tuned
-from alphafactory.stages.common import RunLayout, load_matrix, read_plan
-from alphafactory.stages.fitting import load_group
+from alphafactory.stages.common import load_matrix
+from alphafactory.stages.fitting import default_params, load_group
 from alphafactory.stages.train import events_in_test_period
-from alphafactory.stages.tune import default_params
+from alphafactory.targets.variants import Variant
 
 log = logging.getLogger("bench.tuning_holdout")
 
@@ -89,7 +89,7 @@ def compare(config: Any, run_dir: str) -> list[dict[str, Any]]:
     matrix = load_matrix(layout, json.loads(Path(layout.selected_features).read_text()))
     rows_out = []
     for gid, row in winners.items():
-        variant = next(v for v in plan.groups[gid] if v.variant_id == row["variant_id"])
+        variant = plan.variant(gid, row["variant_id"])
         group = load_group(layout, plan, matrix, config, [variant])
         events, labels = events_in_test_period(layout, plan, matrix, config, variant)
         if group is None or len(np.unique(labels)) < 2:

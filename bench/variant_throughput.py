@@ -96,12 +96,12 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import polars as pl
 
     from alphafactory import io
-    from alphafactory.config.models import GridConfig
+    from alphafactory.config.schema import GridConfig
     from alphafactory.data.splits import BEYOND_DATA, Periods, selection_split
     from alphafactory.data.synthetic import generate_bars
     from alphafactory.models.lightgbm_shard import variant_rows
-    from alphafactory.models.variants import expand_grid, group_variants
     from alphafactory.targets.swing import build_targets
+    from alphafactory.targets.variants import expand_grid, group_variants
 
     grid = GridConfig(
         windows=args.windows,
@@ -278,7 +278,7 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
     from alphafactory import io
     from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
     from alphafactory.models.lightgbm_shard import DATASET_PARAMS, build_group, variant_rows
-    from alphafactory.models.variants import Variant
+    from alphafactory.targets.variants import Variant
 
     frame = io.read_parquet(manifest["features_file"])
     names = [c for c in frame.columns if c != "timestamp"]

@@ -32,7 +32,7 @@ def list_shards(run_dir: str) -> list:
     The run folder travels inside each item because kfp.local mis-binds task outputs from
     outside a loop when they are passed to a task inside it.
     """
-    from alphafactory.stages.common import RunLayout, read_plan
+    from alphafactory.layout import RunLayout, read_plan
 
     count = len(read_plan(RunLayout(run_dir)).shards)
     return [{"run_dir": run_dir, "shard": index} for index in range(count)]

@@ -22,7 +22,7 @@ from alphafactory.config import (
     with_full_grid,
 )
 from alphafactory.errors import ConfigError
-from alphafactory.models.variants import expand_grid, group_variants
+from alphafactory.targets.variants import expand_grid, group_variants
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
 

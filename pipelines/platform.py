@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from kfp.dsl import PipelineTask
 
-from alphafactory.config.models import EnvironmentConfig, StageResources
+from alphafactory.config.schema import EnvironmentConfig, StageResources
 
 #: Fan-out stages whose shard tasks are retried; their work is idempotent.
 RETRIED_STAGES = ("screen", "tune", "train")

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from alphafactory.config import load_environment, validate_environment
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 from pipelines.local import compiled_path, compiled_text
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from alphafactory.config import load_environment
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 from pipelines.local import compiled_path, compiled_text
 

@@ -9,9 +9,10 @@ import pytest
 from tiny_run import TinyRuns, clone_runs
 
 from alphafactory import io
+from alphafactory.layout import RunLayout, read_plan
 from alphafactory.stages.adoption import adoption, production_params, tuned_params, with_tuned
-from alphafactory.stages.common import RunLayout, load_matrix, read_plan
-from alphafactory.stages.tune import default_params
+from alphafactory.stages.common import load_matrix
+from alphafactory.stages.fitting import default_params
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from tiny_run import TinyRuns, clone_runs
 from typer.testing import CliRunner
 
 from alphafactory.cli import app
-from alphafactory.cli_models import resolve_model
+from alphafactory.cli._models import resolve_model
 from alphafactory.data.bars import write_bars
 from alphafactory.data.synthetic import generate_bars
 from alphafactory.errors import ModelError

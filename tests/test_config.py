@@ -17,7 +17,7 @@ from alphafactory.config import (
     with_full_grid,
 )
 from alphafactory.errors import ConfigError
-from alphafactory.models.variants import expand_grid
+from alphafactory.targets.variants import expand_grid
 
 OVERRIDE_VARIABLES = (
     "ALPHAFACTORY_PIPELINE_ROOT",

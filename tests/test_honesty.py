@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 from tiny_run import TINY_STAGE_SETTINGS, run_stages
 
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import write_bars
 from alphafactory.data.synthetic import generate_bars
+from alphafactory.layout import RunLayout, read_plan
 from alphafactory.registry import ModelRegistry
 from alphafactory.stages import (
     run_prepare,
@@ -27,7 +28,6 @@ from alphafactory.stages import (
     run_train_shard,
     run_tune_shard,
 )
-from alphafactory.stages.common import RunLayout, read_plan
 
 SYMBOLS = ["BTC", "ETH"]
 PLANTED_BARS = 4000

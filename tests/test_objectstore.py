@@ -21,7 +21,7 @@ from s3fs import S3FileSystem
 from tiny_run import run_stages, tiny_bars, tiny_settings
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import load_bars, write_bars
 from alphafactory.errors import ConfigError
 from alphafactory.objectstore import MinioFileSystem

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphafactory.config.models import GridConfig, PlantConfig
+from alphafactory.config.schema import GridConfig, PlantConfig
 from alphafactory.data import synthetic
 from alphafactory.data.bars import validate_bars
 from alphafactory.data.planted import planted_ground_truth
@@ -19,8 +19,8 @@ from alphafactory.data.synthetic import (
     generate_bars_with_truth,
 )
 from alphafactory.errors import DataError
-from alphafactory.models.variants import expand_grid
 from alphafactory.targets.swing import build_targets
+from alphafactory.targets.variants import expand_grid
 
 SYMBOLS = ("BTC", "ETH", "SOL")
 START_PRICES = {"BTC": 3_500.0, "ETH": 130.0, "SOL": 1.0}

@@ -15,6 +15,7 @@ import pytest
 from tiny_run import TinyRuns, clone_runs
 
 from alphafactory.errors import ModelError
+from alphafactory.layout import RunLayout
 from alphafactory.registry import (
     CHAMPION,
     GRADES,
@@ -25,7 +26,6 @@ from alphafactory.registry import (
     sha256_file,
 )
 from alphafactory.stages import run_infer, run_train_shard
-from alphafactory.stages.common import RunLayout
 from alphafactory.stages.infer import trained_models
 
 

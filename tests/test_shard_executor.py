@@ -24,7 +24,7 @@ from alphafactory.models.lightgbm_shard import (
     fixed_params,
     variant_rows,
 )
-from alphafactory.models.variants import Variant
+from alphafactory.targets.variants import Variant
 
 N_ROWS, N_FEATURES = 3000, 30
 HOUR = timedelta(hours=1)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from tiny_run import TINY_STAGE_SETTINGS
 
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import DataError
 from alphafactory.features import target_derived_columns
 from alphafactory.stages import (

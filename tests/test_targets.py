@@ -16,7 +16,6 @@ import pytest
 
 from alphafactory.config import GridConfig
 from alphafactory.data.synthetic import generate_bars
-from alphafactory.models.variants import Variant, expand_grid, group_variants
 from alphafactory.targets.swing import (
     BREAKOUT,
     NEITHER,
@@ -28,6 +27,7 @@ from alphafactory.targets.swing import (
     swing_excursion,
     trailing_sigma,
 )
+from alphafactory.targets.variants import Variant, expand_grid, group_variants
 
 UNKNOWN = -1
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from alphafactory.config import GridConfig
-from alphafactory.models.variants import (
+from alphafactory.targets.variants import (
     Variant,
     expand_grid,
     group_id,

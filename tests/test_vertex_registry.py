@@ -21,7 +21,7 @@ from google.cloud.aiplatform_v1.types import model as gca_model
 from google.cloud.aiplatform_v1.types import model_service
 
 from alphafactory.cloud import label_value, publish_to_vertex, vertex_model_id
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 
 PROJECT, REGION = "p", "europe-west4"

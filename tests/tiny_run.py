@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
-from alphafactory.config.models import EnvironmentConfig, PlantConfig
+from alphafactory.config.schema import EnvironmentConfig, PlantConfig
 from alphafactory.data.bars import write_bars
 from alphafactory.data.synthetic import generate_bars
 

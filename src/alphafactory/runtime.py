@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from alphafactory import io
 from alphafactory.config.loader import validate_environment
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 
 
 class MetricsSink(Protocol):

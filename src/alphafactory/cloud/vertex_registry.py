@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
-from alphafactory.stages.common import RunLayout
+from alphafactory.layout import MODEL_FILE, RunLayout
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-MODEL_FILE = "model.txt"
 _LABEL_MAX = 63
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 

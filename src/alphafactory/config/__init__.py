@@ -10,7 +10,7 @@ from alphafactory.config.loader import (
     with_data_uri,
     with_full_grid,
 )
-from alphafactory.config.models import (
+from alphafactory.config.schema import (
     DataConfig,
     EnvironmentConfig,
     FeatureConfig,

@@ -11,7 +11,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from alphafactory.config.models import EnvironmentConfig, GridConfig
+from alphafactory.config.schema import EnvironmentConfig, GridConfig
 from alphafactory.errors import ConfigError
 
 ENV_DIR_VARIABLE = "ALPHAFACTORY_ENV_DIR"

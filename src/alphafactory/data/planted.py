@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import PlantConfig
-from alphafactory.models.variants import group_id
+from alphafactory.config.schema import PlantConfig
+from alphafactory.targets.variants import group_id
 
 __all__ = [
     "BREAKOUT",

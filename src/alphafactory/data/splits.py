@@ -25,6 +25,13 @@ import polars as pl
 
 from alphafactory.errors import DataError
 
+
+def enough_rows(n_train: int, n_valid: int, min_rows: int) -> bool:
+    """Whether a fit has enough rows: `min_rows` to train, a fifth of that (at least 10) to
+    score on. One rule for every fit, split or fold."""
+    return n_train >= min_rows and n_valid >= max(10, min_rows // 5)
+
+
 #: Label end of rows whose h-th next bar lies past the data: never before any boundary.
 BEYOND_DATA = np.datetime64("9999-12-31T00:00:00", "us")
 #: (fit_mask, score_mask) over a targets frame's rows, for one variant.

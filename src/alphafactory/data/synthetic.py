@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import PlantConfig
+from alphafactory.config.schema import PlantConfig
 from alphafactory.data.planted import MARK_KINDS, plant_precursor, planted_ground_truth
 from alphafactory.errors import DataError
 

@@ -22,9 +22,10 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from alphafactory.data.splits import RowSplit
+from alphafactory.data.splits import RowSplit, enough_rows
 from alphafactory.metrics import average_precision
-from alphafactory.models.variants import Variant
+from alphafactory.targets.variants import Variant
+from alphafactory.tuning.space import min_child_samples
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def check_variant(group: GroupData, variant_id: str, min_rows: int) -> FitResult
     result = FitResult(
         variant_id, "ok", n_train=len(rows.train_index), n_valid=len(rows.valid_index)
     )
-    if result.n_train < min_rows or result.n_valid < max(10, min_rows // 5):
+    if not enough_rows(result.n_train, result.n_valid, min_rows):
         result.status = "too_few_rows"
     elif len(np.unique(rows.train_label)) < 2 or len(np.unique(rows.valid_label)) < 2:
         result.status = "single_class"
@@ -216,7 +217,7 @@ def check_variant(group: GroupData, variant_id: str, min_rows: int) -> FitResult
 
 def variant_params(params: Mapping[str, Any], n_train: int) -> dict[str, Any]:
     """`params` with min_child_samples at 1 % of the variant's training rows (at least 5)."""
-    return {**params, "min_child_samples": max(5, round(0.01 * n_train))}
+    return {**params, "min_child_samples": min_child_samples(n_train)}
 
 
 def fit_variant(

@@ -9,12 +9,13 @@ import math
 from typing import Any
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_variant
-from alphafactory.models.variants import Variant
 from alphafactory.paired import paired_ap_test
-from alphafactory.stages.common import Matrix, Plan, RunLayout
-from alphafactory.stages.fitting import load_group
+from alphafactory.stages.common import Matrix
+from alphafactory.stages.fitting import default_params, load_group
+from alphafactory.targets.variants import Variant
 
 #: The parameters stages 2-4 tune; every other parameter stays at its stage-1 value.
 TUNED_KEYS = ("num_leaves", "max_depth", "feature_fraction", "learning_rate", "lambda_l1")
@@ -56,8 +57,6 @@ def adoption(
     selection period; the candidate is adopted only when it beats the defaults by
     `tune.adopt_margin`. The test period is not involved.
     """
-    from alphafactory.stages.tune import default_params
-
     margin = config.tune.adopt_margin
     if not candidate:
         return {"adopted": False, "reason": "no tuned parameters"}
@@ -103,8 +102,6 @@ def adoption_of(layout: RunLayout, gid: str) -> dict[str, Any]:
 def tuned_params(config: EnvironmentConfig, layout: RunLayout, gid: str) -> dict[str, Any]:
     """The group's final parameters: the tuned candidate when stage 4 adopted it, else the
     stage-1 defaults."""
-    from alphafactory.stages.tune import default_params
-
     verdict = adoption_of(layout, gid)
     if verdict.get("adopted"):
         return with_tuned(default_params(config), verdict["params"])

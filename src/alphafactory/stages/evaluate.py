@@ -18,8 +18,8 @@ from alphafactory.data.bars import load_bars
 from alphafactory.errors import DataError, ModelError
 from alphafactory.features import build_feature_matrix
 from alphafactory.metrics import average_precision
-from alphafactory.models.variants import parse_variant_id, variant_grid
 from alphafactory.targets.swing import build_targets
+from alphafactory.targets.variants import parse_variant_id, variant_grid
 
 IN_SAMPLE = "in-sample"
 OUT_OF_SAMPLE = "out-of-sample"

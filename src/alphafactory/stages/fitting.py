@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.splits import (
     PeriodMasks,
     Periods,
@@ -20,6 +20,7 @@ from alphafactory.data.splits import (
     variant_masks,
 )
 from alphafactory.features import target_derived_columns
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.models.lightgbm_shard import (
     DATASET_PARAMS,
     GroupData,
@@ -27,8 +28,8 @@ from alphafactory.models.lightgbm_shard import (
     fixed_params,
     variant_rows,
 )
-from alphafactory.models.variants import Variant
-from alphafactory.stages.common import Matrix, Plan, RunLayout
+from alphafactory.stages.common import Matrix
+from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -107,4 +108,15 @@ def base_params(config: EnvironmentConfig) -> dict[str, Any]:
     return {
         **fixed_params(config.parallelism.lgbm_threads, config.data.seed, config.lightgbm.max_bin),
         **dataset_params(config),
+    }
+
+
+def default_params(config: EnvironmentConfig) -> dict[str, Any]:
+    """Stage-1 parameters: the fixed ones plus the defaults of the tuned space."""
+    return {
+        **base_params(config),
+        "num_leaves": config.tune.num_leaves,
+        "max_depth": config.tune.max_depth,
+        "learning_rate": config.tune.learning_rate,
+        "lambda_l1": 0.0,
     }

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import PrepareConfig
+from alphafactory.config.schema import PrepareConfig
 
 #: Filter names in the order they are applied; a column is reported under the first that drops it.
 FILTERS = ("missing", "nan", "same_value", "low_variance", "correlated")

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
-from alphafactory.stages.common import Matrix, RunLayout, load_matrix, read_plan
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import RunLayout, read_plan
+from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.publish import publish_models
 from alphafactory.stages.report import write_report
 from alphafactory.targets.swing import CLASS_NAMES

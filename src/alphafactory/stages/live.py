@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import load_bars
 from alphafactory.errors import ConfigError, ModelError
 from alphafactory.features import build_feature_matrix

@@ -8,16 +8,16 @@ from typing import Any
 import polars as pl
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import data_hash, infer_frequency, load_bars
 from alphafactory.data.splits import make_periods
 from alphafactory.data.synthetic import generate_bars_with_truth
 from alphafactory.errors import DataError
 from alphafactory.features import build_feature_matrix
-from alphafactory.models.variants import expand_grid, group_variants, plan_shards
-from alphafactory.stages.common import Plan, RunLayout
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.stages.hygiene import apply_hygiene
 from alphafactory.targets.swing import build_targets
+from alphafactory.targets.variants import expand_grid, group_variants, plan_shards
 
 log = logging.getLogger(__name__)
 

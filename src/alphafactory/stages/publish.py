@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.registry import (
     CHAMPION,
     Lineage,
@@ -38,7 +39,6 @@ from alphafactory.registry.records import (
     feature_list_hash,
 )
 from alphafactory.skill import SkillResult, decide_skill
-from alphafactory.stages.common import Plan, RunLayout
 
 log = logging.getLogger(__name__)
 MODEL_TYPE = "lightgbm"
@@ -109,7 +109,7 @@ def publish_models(
     published: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for gid, fitted in models.items():
-            model_file = Path(scratch) / f"{gid}.txt"
+            model_file = Path(scratch) / Path(layout.model(gid)).name
             model_file.write_text(io.read_text(layout.model(gid)))
             judged = Judged(skills[gid], grades[gid])
             published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)

@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.stages.adoption import adoption_of
-from alphafactory.stages.common import Plan, RunLayout
 
 MISSING = "—"
 

@@ -10,13 +10,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.folds import rolling_folds
+from alphafactory.data.splits import enough_rows
 from alphafactory.errors import DataError
+from alphafactory.layout import Plan, RunLayout
 from alphafactory.models.lightgbm_shard import GroupData, build_group, fit_variant
-from alphafactory.models.variants import Variant
-from alphafactory.stages.common import Matrix, Plan, RunLayout
+from alphafactory.stages.common import Matrix
 from alphafactory.stages.fitting import dataset_params, period_rows, usable_columns
+from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,7 @@ def fold_is_usable(fold: tuple[np.ndarray, np.ndarray], labels: np.ndarray, min_
     """Enough rows and at least two classes on both sides, as `fit_variant` requires."""
     train, valid = fold
     return (
-        int(train.sum()) >= min_rows
-        and int(valid.sum()) >= max(10, min_rows // 5)
+        enough_rows(int(train.sum()), int(valid.sum()), min_rows)
         and len(np.unique(labels[train])) >= 2
         and len(np.unique(labels[valid])) >= 2
     )

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import RunLayout, read_plan
 from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_many, fit_variant
-from alphafactory.models.variants import Variant
-from alphafactory.stages.common import RunLayout, load_matrix, read_plan
+from alphafactory.stages.common import load_matrix
 from alphafactory.stages.fitting import base_params, load_group
+from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
 

@@ -30,14 +30,15 @@ import numpy as np
 import optuna
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.splits import tuning_periods
+from alphafactory.layout import Plan, RunLayout, read_plan
 from alphafactory.models.lightgbm_shard import check_variant
-from alphafactory.models.variants import Variant
 from alphafactory.stages.adoption import adoption
-from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
-from alphafactory.stages.fitting import base_params, load_group
+from alphafactory.stages.common import Matrix, load_matrix
+from alphafactory.stages.fitting import base_params, default_params, load_group
 from alphafactory.stages.rolling_cv import fit_score, fold_groups
+from alphafactory.targets.variants import Variant
 from alphafactory.tuning import (
     Budget,
     StudyFileMirror,
@@ -61,16 +62,6 @@ log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def budget_path(layout: RunLayout) -> str:
-    return layout.path("tune", "budget.json")
-
-
-def new_budget(config: EnvironmentConfig) -> Budget:
-    """The run's budget: `tune.budget_core_seconds`, or effectively unbounded when unset."""
-    total = config.tune.budget_core_seconds or 1e12
-    return Budget(total_core_seconds=total, shares=config.tune.budget_shares)
-
-
 def stage_units(plan: Plan, winners: dict[str, dict[str, Any]], stage: int) -> dict[str, str]:
     """Unit id → group id: one representative per window for stage 2, every group after."""
     if stage != 2:
@@ -87,7 +78,7 @@ def stage_units(plan: Plan, winners: dict[str, dict[str, Any]], stage: int) -> d
 
 
 def winner_variant(plan: Plan, winners: dict[str, dict[str, Any]], gid: str) -> Variant:
-    return next(v for v in plan.groups[gid] if v.variant_id == winners[gid]["variant_id"])
+    return plan.variant(gid, winners[gid]["variant_id"])
 
 
 def _objective(
@@ -147,7 +138,7 @@ def run_search_shard(
     plan = read_plan(layout)
     winners = io.read_json(layout.tune_winners(1))["winners"]
     previous = io.read_json(layout.tune_winners(stage - 1))["units"] if stage > 2 else {}
-    budget = Budget.load(budget_path(layout)).shard(stage, len(plan.shards))
+    budget = Budget.load(layout.budget).shard(stage, len(plan.shards))
     units = {u: g for u, g in stage_units(plan, winners, stage).items() if g in plan.shards[shard]}
     matrix = load_matrix(layout, io.read_json(layout.selected_features))
     results: dict[str, Any] = {}
@@ -205,7 +196,7 @@ def _search_unit(
             pruner=fold_pruner() if stage == 3 else default_pruner(),
         )
         if stage == 2:
-            warm = [snap_to_space(_stage1_point(config), space)]
+            warm = [snap_to_space(default_params(config), space)]
         enqueue_params(study, warm, space)
         run = run_trials(
             study, objective, budget, stage, config.tune.stage_trials[stage],
@@ -229,27 +220,17 @@ def _search_unit(
     }
 
 
-def _stage1_point(config: EnvironmentConfig) -> dict[str, Any]:
-    return {
-        "num_leaves": config.tune.num_leaves,
-        "max_depth": config.tune.max_depth,
-        "feature_fraction": 0.7,
-        "learning_rate": config.tune.learning_rate,
-        "lambda_l1": 0.0,
-    }
-
-
 def run_select_search(config: EnvironmentConfig, run_dir: str, stage: int) -> dict[str, Any]:
     """Fan-in of a search stage: merge units, charge the budget ledger, report planned vs used."""
     layout = RunLayout(run_dir)
     plan = read_plan(layout)
-    budget = Budget.load(budget_path(layout))
+    budget = Budget.load(layout.budget)
     units: dict[str, Any] = {}
     for shard in range(len(plan.shards)):
         payload = io.read_json(layout.tune_shard(stage, shard))
         units.update(payload["units"])
         budget.absorb(stage, Budget.from_dict(payload["budget"]))
-    budget.save(budget_path(layout))
+    budget.save(layout.budget)
     io.write_json(layout.tune_winners(stage), {"units": units, "budget": budget.report()})
     values = [u["best_value"] for u in units.values() if math.isfinite(u["best_value"])]
     return {

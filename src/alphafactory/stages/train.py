@@ -12,19 +12,19 @@ import polars as pl
 from sklearn.metrics import precision_recall_curve
 
 from alphafactory import __version__, io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import MODEL_FILE, Plan, RunLayout, read_plan
 from alphafactory.metrics import class_confusion
 from alphafactory.models.lightgbm_shard import FitResult
-from alphafactory.models.variants import Variant
 from alphafactory.registry.cache import ModelCache
 from alphafactory.skill import skill_test
 from alphafactory.stages.adoption import production_fit, production_params, tuned_params
-from alphafactory.stages.common import Matrix, Plan, RunLayout, load_matrix, read_plan
+from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.fitting import load_group, period_rows, usable_columns
 from alphafactory.targets.swing import CLASS_NAMES
+from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.txt"
 
 
 def pr_curves(labels: np.ndarray, probabilities: np.ndarray, points: int = 50) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def run_train_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict
     for gid in plan.shards[shard]:
         if gid not in winners:
             continue
-        variant = next(v for v in plan.groups[gid] if v.variant_id == winners[gid]["variant_id"])
+        variant = plan.variant(gid, winners[gid]["variant_id"])
         params = production_params(config, tuned_params(config, layout, gid))
         trained[gid] = _train_group(layout, plan, matrix, config, variant, params)
     io.write_json(layout.train_shard(shard), trained)

@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any
 
 from alphafactory import io
-from alphafactory.config.models import EnvironmentConfig
+from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import RunLayout, read_plan
 from alphafactory.models.elimination import HalvingSchedule, fit_group_halving, halve_groups
 from alphafactory.models.lightgbm_shard import (
     FitResult,
@@ -18,22 +19,11 @@ from alphafactory.models.lightgbm_shard import (
     fit_groups,
     fit_variant,
 )
-from alphafactory.stages.common import RunLayout, load_matrix, read_plan
-from alphafactory.stages.fitting import base_params, load_group
-from alphafactory.stages.search import budget_path, new_budget
+from alphafactory.stages.common import load_matrix
+from alphafactory.stages.fitting import default_params, load_group
+from alphafactory.tuning import run_budget
 
 log = logging.getLogger(__name__)
-
-
-def default_params(config: EnvironmentConfig) -> dict[str, Any]:
-    """Stage-1 parameters: the fixed ones plus the defaults of the tuned space."""
-    return {
-        **base_params(config),
-        "num_leaves": config.tune.num_leaves,
-        "max_depth": config.tune.max_depth,
-        "learning_rate": config.tune.learning_rate,
-        "lambda_l1": 0.0,
-    }
 
 
 def fit_stage1(
@@ -129,10 +119,10 @@ def run_select_winners(config: EnvironmentConfig, run_dir: str) -> dict[str, Any
     winners = pick_winners(rows)
     if not winners:
         raise RuntimeError("tune stage 1: no variant could be fitted; see the shard tables")
-    budget = new_budget(config)
+    budget = run_budget(config.tune.budget_core_seconds, config.tune.budget_shares)
     spent = sum(float(r.get("seconds", 0.0)) for r in rows) * config.parallelism.lgbm_threads
     budget.charge(1, spent, trials=sum(1 for r in rows if r["status"] == "ok"))
-    budget.save(budget_path(layout))
+    budget.save(layout.budget)
     io.write_json(layout.tune_winners(1), {"winners": winners, "params": default_params(config)})
     io.write_json(layout.path("tune", "stage1", "variants.json"), rows)
     missing = sorted(set(plan.groups) - set(winners))

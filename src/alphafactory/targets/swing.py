@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from alphafactory.config.models import GridConfig
+from alphafactory.config.schema import GridConfig
 from alphafactory.data.splits import bars_ahead, label_end_column
-from alphafactory.models.variants import SwingType, Variant, expand_grid, group_variants
+from alphafactory.targets.variants import SwingType, Variant, expand_grid, group_variants
 
 NEITHER, BREAKOUT, REVERSION = 0, 1, 2
 CLASS_NAMES = ("neither", "breakout", "reversion")

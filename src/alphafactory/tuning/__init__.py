@@ -8,6 +8,7 @@ from alphafactory.tuning.budget import (
     StageUsage,
     core_seconds,
     format_report,
+    run_budget,
 )
 from alphafactory.tuning.mirror import StudyFileMirror
 from alphafactory.tuning.report import (
@@ -67,6 +68,7 @@ __all__ = [
     "focused_space",
     "fold_pruner",
     "format_report",
+    "run_budget",
     "history_svg",
     "importance_svg",
     "make_storage",

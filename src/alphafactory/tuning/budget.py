@@ -25,6 +25,11 @@ Unit = Literal["core_seconds", "trials"]
 DEFAULT_SHARES: dict[int, float] = {1: 0.25, 2: 0.15, 3: 0.35, 4: 0.25}
 
 
+def run_budget(total_core_seconds: float | None, shares: Mapping[int, float]) -> Budget:
+    """A run's budget: `total_core_seconds`, or effectively unbounded when None."""
+    return Budget(total_core_seconds=total_core_seconds or 1e12, shares=dict(shares))
+
+
 def core_seconds(wall_seconds: float, threads: int) -> float:
     """Core-seconds of work that took `wall_seconds` on `threads` threads."""
     return max(0.0, wall_seconds) * max(1, threads)

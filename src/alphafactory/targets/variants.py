@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
-from alphafactory.config.models import GridConfig
+from alphafactory.config.schema import GridConfig
 
 SwingType = Literal["high", "low"]
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.prompt import IntPrompt
 from rich.table import Table
 
+from alphafactory.cli._common import EnvOption, RunsOption, console, guarded
+from alphafactory.cli._common import errors as err_console
 from alphafactory.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -26,20 +26,6 @@ T = TypeVar("T")
 
 models_app = typer.Typer(help="Registered production models.", no_args_is_help=True)
 cache_app = typer.Typer(help="The cache of production fits.", no_args_is_help=True)
-# Wide enough for the tables when output goes to a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
-
-EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name or YAML path.")]
-RunsOption = Annotated[
-    Path | None, typer.Option(help="Folder of local runs (default: the env's pipeline_root).")
-]
-
-
-def _guard(action: Callable[[], T]) -> T:
-    from alphafactory.cli import _guarded
-
-    return _guarded(action)
 
 
 def _runs_dir(env: str, runs_dir: Path | None) -> Path:
@@ -115,8 +101,10 @@ def list_models(
     runs_dir: RunsOption = None,
 ) -> None:
     """Registered models with versions, grades and aliases."""
-    registry = _guard(lambda: open_registry(env, runs_dir))
-    models = _guard(lambda: registry.list_models(model_type=model_type, grade=grade, symbol=symbol))
+    registry = guarded(lambda: open_registry(env, runs_dir))
+    models = guarded(
+        lambda: registry.list_models(model_type=model_type, grade=grade, symbol=symbol)
+    )
     aliases = _aliases(registry, models)
     if champions:
         models = [m for m in models if "champion" in aliases[m.model_id]]
@@ -142,7 +130,7 @@ def _aliases(registry: ModelRegistry, models: list[RegisteredModel]) -> dict[str
 
     found = {model.model_id: sorted(model.aliases) for model in models}
     for name in sorted({model.name for model in models}):
-        champion = _guard(lambda name=name: registry.champion(name))  # type: ignore[misc]
+        champion = guarded(lambda name=name: registry.champion(name))  # type: ignore[misc]
         if champion is not None and champion.model_id in found:
             found[champion.model_id] = sorted({*found[champion.model_id], CHAMPION})
     return found
@@ -155,9 +143,9 @@ def info(
     runs_dir: RunsOption = None,
 ) -> None:
     """Lineage, checksum, metrics and parameters of one model."""
-    registry = _guard(lambda: open_registry(env, runs_dir))
-    chosen = _guard(lambda: resolve_model(registry, model))
-    details = _guard(lambda: registry.info(chosen.model_id))
+    registry = guarded(lambda: open_registry(env, runs_dir))
+    chosen = guarded(lambda: resolve_model(registry, model))
+    details = guarded(lambda: registry.info(chosen.model_id))
     lineage = details.lineage
     table = Table(title=chosen.display_name, show_header=False)
     rows = [
@@ -191,15 +179,15 @@ def benchmark(
     from alphafactory.config import load_environment
     from alphafactory.stages.evaluate import IN_SAMPLE
 
-    config = _guard(lambda: load_environment(env))
-    registry = _guard(lambda: open_registry(env, runs_dir))
+    config = guarded(lambda: load_environment(env))
+    registry = guarded(lambda: open_registry(env, runs_dir))
     requests = [part.strip() for part in models.split(",") if part.strip()]
     table = Table(title=f"benchmark on {data}")
     for header in ("model", "variant", "period", "events", "from", "to", "AP", "grade"):
         table.add_column(header)
     with tempfile.TemporaryDirectory() as scratch:
         for request in requests:
-            chosen, variant_id, scores, test_start = _guard(
+            chosen, variant_id, scores, test_start = guarded(
                 partial(_score, registry, request, scratch, data, config)
             )
             for score in scores:
@@ -246,8 +234,8 @@ def _cache_and_age(
     """The cache of the runs folder and the parsed `--older-than` (errors: one line, exit 2)."""
     from alphafactory.registry import parse_age
 
-    age = _guard(lambda: parse_age(older_than)) if older_than else None
-    return _guard(lambda: _cache(env, runs_dir)), age
+    age = guarded(lambda: parse_age(older_than)) if older_than else None
+    return guarded(lambda: _cache(env, runs_dir)), age
 
 
 AgeOption = Annotated[str | None, typer.Option(help="Only entries older than this: 30m, 12h, 7d")]
@@ -316,10 +304,10 @@ def infer_command(
             "`alphafactory run`",
             param_hint="--live",
         )
-    config = _guard(lambda: load_environment(env))
-    registry = _guard(lambda: open_registry(env, runs_dir))
+    config = guarded(lambda: load_environment(env))
+    registry = guarded(lambda: open_registry(env, runs_dir))
     folder = str(runs_dir.resolve()) if runs_dir else _pipeline_root(config.pipeline_root)
-    result = _guard(lambda: run_live(config, folder, registry, data=data, first_bars=first_bars))
+    result = guarded(lambda: run_live(config, folder, registry, data=data, first_bars=first_bars))
     table = Table(title=f"live predictions: {result.added} new, {result.rows_total} in all")
     for header in ("group", "model", "new rows"):
         table.add_column(header)

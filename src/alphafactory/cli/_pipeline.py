@@ -1,18 +1,16 @@
-"""The `alphafactory` command line: run locally, compile, submit, schedule, promote, list envs."""
+"""`alphafactory run | compile | submit | schedule | promote | envs | show-config`."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from alphafactory.errors import AlphaFactoryError
+from alphafactory.cli._common import EnvOption, console, errors, guarded
 
 if TYPE_CHECKING:
     from alphafactory.config import EnvironmentConfig
@@ -24,24 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Wide enough for the winners table when output goes to a file or a pipe.
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
-
-T = TypeVar("T")
-
-EnvOption = Annotated[
-    str, typer.Option("--env", "-e", help="Environment name or YAML path.", show_default=True)
-]
-
-
-def _guarded(action: Callable[[], T]) -> T:
-    """Run `action`; a user-caused error becomes one line on stderr and exit code 2."""
-    try:
-        return action()
-    except AlphaFactoryError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -64,7 +44,7 @@ def run(
     """Run the whole pipeline on this machine through kfp.local and print the run folder."""
     from pipelines.local import prepare_local_run, run_locally
 
-    plan = _guarded(
+    plan = guarded(
         lambda: prepare_local_run(
             env, grid=grid, data=data, runs_dir=runs_dir, force_retrain=force_retrain
         )
@@ -83,7 +63,7 @@ def run(
 
 def _print_winners(run_dir: Path, config: EnvironmentConfig) -> None:
     from alphafactory import io
-    from alphafactory.stages.common import RunLayout, read_plan
+    from alphafactory.layout import RunLayout, read_plan
     from alphafactory.stages.infer import trained_models
     from alphafactory.stages.report import skill_lines, winner_rows
 
@@ -139,7 +119,7 @@ def compile(  # noqa: A001 - the command is called compile
     from pipelines.local import compile_all, compile_pipeline, stale_specs
 
     if check:
-        stale = _guarded(lambda: stale_specs(output))
+        stale = guarded(lambda: stale_specs(output))
         if stale:
             errors.print(
                 f"[bold red]stale:[/] {', '.join(stale)}; run `make compile` and commit",
@@ -149,10 +129,10 @@ def compile(  # noqa: A001 - the command is called compile
         console.print("compiled specs are up to date", highlight=False)
         return
     if all_envs:
-        for path in _guarded(lambda: compile_all(output)):
+        for path in guarded(lambda: compile_all(output)):
             console.print(f"compiled {path.stem} → {path}", highlight=False)
         return
-    path = _guarded(lambda: compile_pipeline(env, output))
+    path = guarded(lambda: compile_pipeline(env, output))
     console.print(f"compiled {env} → {path}", highlight=False)
 
 
@@ -174,12 +154,12 @@ def submit(
     """Submit the environment's compiled pipeline: kfp.Client (KFP) or PipelineJob (Vertex)."""
     from pipelines import submit as submission
 
-    request = _guarded(lambda: submission.build_request(env, run_name=run_name))
+    request = guarded(lambda: submission.build_request(env, run_name=run_name))
     if dry_run:
-        payload = _guarded(lambda: submission.dry_run_payload(request))
+        payload = guarded(lambda: submission.dry_run_payload(request))
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
         return
-    run_id = _guarded(lambda: submission.submit(request))
+    run_id = guarded(lambda: submission.submit(request))
     console.print(f"submitted {request.run_name} to {request.runner}: {run_id}", highlight=False)
 
 
@@ -199,14 +179,14 @@ def schedule(
     """Create a recurring run: KFP create_recurring_run or Vertex PipelineJob.create_schedule."""
     from pipelines import submit as submission
 
-    request = _guarded(lambda: submission.build_request(env, run_name=run_name, cron=cron))
+    request = guarded(lambda: submission.build_request(env, run_name=run_name, cron=cron))
     if not cron:
-        _guarded(lambda: submission.schedule(request))  # raises the 'needs --cron' error
+        guarded(lambda: submission.schedule(request))  # raises the 'needs --cron' error
     if dry_run:
-        payload = _guarded(lambda: submission.dry_run_payload(request))
+        payload = guarded(lambda: submission.dry_run_payload(request))
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
         return
-    name = _guarded(lambda: submission.schedule(request))
+    name = guarded(lambda: submission.schedule(request))
     console.print(f"scheduled {request.run_name} ({cron}) on {request.runner}: {name}")
 
 
@@ -224,7 +204,7 @@ def promote(
     """GitOps promotion: copy image digests and the spec reference; print the diff."""
     from pipelines.promote import promote as run_promotion
 
-    result = _guarded(
+    result = guarded(
         lambda: run_promotion(root, source, target, dry_run=dry_run, tracking_uri=tracking_uri)
     )
     sys.stdout.write(result.diff or "nothing to change\n")
@@ -241,7 +221,7 @@ def envs() -> None:
     for header in ("name", "runner", "pipeline root", "variants", "shards"):
         table.add_column(header)
     for name in available_environments():
-        config = _guarded(lambda name=name: load_environment(name))  # type: ignore[misc]
+        config = guarded(lambda name=name: load_environment(name))  # type: ignore[misc]
         grid = config.grid
         per_symbol = (
             len(grid.windows)
@@ -265,25 +245,5 @@ def show_config(env: EnvOption = "local-dev") -> None:
     """Print the validated settings of an environment as JSON."""
     from alphafactory.config import load_environment
 
-    config = _guarded(lambda: load_environment(env))
+    config = guarded(lambda: load_environment(env))
     sys.stdout.write(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
-
-
-def _register_subcommands() -> None:
-    from alphafactory.cli_models import cache_app, infer_command, models_app
-
-    app.add_typer(models_app, name="models")
-    app.add_typer(cache_app, name="cache")
-    app.command("infer")(infer_command)
-
-
-_register_subcommands()
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

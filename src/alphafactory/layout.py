@@ -1,0 +1,118 @@
+"""The run folder: where every stage's outputs live, and the plan prepare writes there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alphafactory import io
+from alphafactory.data.splits import Periods
+from alphafactory.targets.variants import Variant
+
+#: The file name a production model has wherever it is stored by itself (cache entry, Vertex
+#: folder); in the run folder it is named after its group with the same suffix.
+MODEL_FILE = "model.txt"
+MODEL_SUFFIX = ".txt"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of a run folder (a local path or a URI under the pipeline root)."""
+
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return io.join(self.root, *parts)
+
+    @property
+    def plan(self) -> str:
+        return self.path("prepare", "plan.json")
+
+    @property
+    def features(self) -> str:
+        return self.path("prepare", "features.parquet")
+
+    @property
+    def ground_truth(self) -> str:
+        """What the synthetic generator planted (written only for synthetic data)."""
+        return self.path("prepare", "ground_truth.json")
+
+    def targets(self, group_id: str) -> str:
+        return self.path("prepare", "targets", f"{group_id}.parquet")
+
+    @property
+    def selected_features(self) -> str:
+        return self.path("screen", "selected_features.json")
+
+    def screen_shard(self, shard: int) -> str:
+        return self.path("screen", "shards", f"shard-{shard:03d}.json")
+
+    def tune_shard(self, stage: int, shard: int) -> str:
+        return self.path("tune", f"stage{stage}", "shards", f"shard-{shard:03d}.json")
+
+    @property
+    def budget(self) -> str:
+        """The tune stages' compute-budget ledger."""
+        return self.path("tune", "budget.json")
+
+    def tune_winners(self, stage: int) -> str:
+        return self.path("tune", f"stage{stage}", "winners.json")
+
+    def model(self, group_id: str) -> str:
+        return self.path("train", "models", f"{group_id}{MODEL_SUFFIX}")
+
+    def train_shard(self, shard: int) -> str:
+        return self.path("train", "shards", f"shard-{shard:03d}.json")
+
+    @property
+    def predictions(self) -> str:
+        return self.path("infer", "predictions.parquet")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's plan: symbols, groups with their variants, shards, timing facts."""
+
+    symbols: list[str]
+    groups: dict[str, list[Variant]]
+    shards: list[list[str]]
+    bar_seconds: float
+    periods: Periods
+    data_hash: str
+    n_rows: int
+
+    def variant(self, group_id: str, variant_id: str) -> Variant:
+        """The variant `variant_id` of group `group_id` (e.g. the group's stage-1 winner)."""
+        return next(v for v in self.groups[group_id] if v.variant_id == variant_id)
+
+    @property
+    def n_variants(self) -> int:
+        return sum(len(v) for v in self.groups.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbols": self.symbols,
+            "groups": {gid: [v.to_dict() for v in vs] for gid, vs in self.groups.items()},
+            "shards": self.shards,
+            "bar_seconds": self.bar_seconds,
+            "periods": self.periods.to_dict(),
+            "data_hash": self.data_hash,
+            "n_rows": self.n_rows,
+            "n_variants": self.n_variants,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Plan:
+        return cls(
+            symbols=list(raw["symbols"]),
+            groups={g: [Variant.from_dict(v) for v in vs] for g, vs in raw["groups"].items()},
+            shards=[list(s) for s in raw["shards"]],
+            bar_seconds=float(raw["bar_seconds"]),
+            periods=Periods.from_dict(raw["periods"]),
+            data_hash=str(raw["data_hash"]),
+            n_rows=int(raw["n_rows"]),
+        )
+
+
+def read_plan(layout: RunLayout) -> Plan:
+    return Plan.from_dict(io.read_json(layout.plan))
