@@ -30,7 +30,7 @@ import numpy as np
 from alphafactory.config import load_environment
 from alphafactory.layout import RunLayout, read_plan
 from alphafactory.metrics import average_precision
-from alphafactory.models.lightgbm_shard import fit_variant
+from alphafactory.models.lightgbm.shard import fit_variant
 from alphafactory.stages import (
     run_prepare,
     run_screen_aggregate,

@@ -12,7 +12,7 @@ full          the real shard executor in one process: data loaded once, ``varian
               groups via ``fit_groups`` (``--lgbm-threads`` × concurrent fits = ``--cores``)
 pure          the same variants' ``lgb.train`` calls alone on datasets built beforehand, same
               threads and concurrency: the floor of the overhead ratio
-elimination   successive halving (``alphafactory.models.elimination``), the rungs of two
+elimination   successive halving (``alphafactory.models.lightgbm.elimination``), the rungs of two
               consecutive groups sharing one pool via ``halve_groups``
 
 Each phase but the reference runs in its own subprocess so its peak RSS is its own; wall
@@ -99,7 +99,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from alphafactory.config.schema import GridConfig
     from alphafactory.data.splits import BEYOND_DATA, Periods, selection_split
     from alphafactory.data.synthetic import generate_bars
-    from alphafactory.models.lightgbm_shard import variant_rows
+    from alphafactory.models.lightgbm.shard import variant_rows
     from alphafactory.targets.swing import build_targets
     from alphafactory.targets.variants import expand_grid, group_variants
 
@@ -190,7 +190,7 @@ def feature_matrix(
 
 def lgb_params(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     """Stage-1 parameters (fixed + the tuned space's defaults), as tune.default_params."""
-    from alphafactory.models.lightgbm_shard import DATASET_PARAMS, fixed_params
+    from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
 
     return {
         **fixed_params(threads, args.seed),
@@ -213,7 +213,8 @@ def children_cpu_s() -> float:
 
 
 def run_reference(args: argparse.Namespace, manifest: dict[str, Any], workdir: Path) -> dict:
-    from alphafactory.models.lightgbm_shard import DATASET_PARAMS, variant_params
+    from alphafactory.models.lightgbm.family import DATASET_PARAMS
+    from alphafactory.models.lightgbm.shard import variant_params
 
     tasks: list[tuple[Path, Path]] = []
     skipped: list[dict[str, Any]] = []
@@ -277,7 +278,8 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
 
     from alphafactory import io
     from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
-    from alphafactory.models.lightgbm_shard import DATASET_PARAMS, build_group, variant_rows
+    from alphafactory.models.lightgbm.family import DATASET_PARAMS
+    from alphafactory.models.lightgbm.shard import build_group, variant_rows
     from alphafactory.targets.variants import Variant
 
     frame = io.read_parquet(manifest["features_file"])
@@ -307,8 +309,12 @@ def load_groups(args: argparse.Namespace, manifest: dict[str, Any]) -> Any:
 
 def run_phase(args: argparse.Namespace, workdir: Path) -> None:
     """One alphafactory phase, in its own process; writes phase_<name>.json."""
-    from alphafactory.models.elimination import HalvingSchedule, fit_group_halving, halve_groups
-    from alphafactory.models.lightgbm_shard import fit_groups, fit_variant
+    from alphafactory.models.lightgbm.elimination import (
+        HalvingSchedule,
+        fit_group_halving,
+        halve_groups,
+    )
+    from alphafactory.models.lightgbm.shard import fit_groups, fit_variant
 
     started = time.perf_counter()
     manifest = json.loads((workdir / "manifest.json").read_text())
@@ -377,7 +383,7 @@ def pure_trains(
     import lightgbm as lgb
 
     from alphafactory.metrics import average_precision
-    from alphafactory.models.lightgbm_shard import variant_params
+    from alphafactory.models.lightgbm.shard import variant_params
 
     eligible = []
     for vid in vids:

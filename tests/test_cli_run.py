@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightgbm as lgb
 import polars as pl
 import pytest
 import yaml
@@ -13,6 +12,8 @@ from typer.testing import CliRunner
 
 from alphafactory.cli import app
 from alphafactory.data.synthetic import generate_bars
+from alphafactory.models import load_model
+from alphafactory.models.lightgbm import LightGBMModel
 
 TINY_ENV = {
     "name": "tiny",
@@ -75,8 +76,9 @@ def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert set(winners) <= set(plan["groups"]) and len(winners) >= 6
     for gid, row in winners.items():
         assert row["group_id"] == gid and 0.0 <= row["average_precision"] <= 1.0
-        booster = lgb.Booster(model_file=str(run_dir / "train" / "models" / f"{gid}.txt"))
-        assert booster.num_trees() % 3 == 0 and booster.num_trees() > 0
+        model = load_model(run_dir / "train" / "models" / f"{gid}.zip")
+        assert isinstance(model, LightGBMModel)
+        assert model.booster.num_trees() % 3 == 0 and model.booster.num_trees() > 0
 
     predictions = pl.read_parquet(run_dir / "infer" / "predictions.parquet")
     assert predictions["group_id"].n_unique() == len(list((run_dir / "train/models").iterdir()))

@@ -1,19 +1,13 @@
-"""Successive halving over a group's variants (alphafactory.models.elimination)."""
+"""Successive halving over a group's variants (alphafactory.models.lightgbm.elimination)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from alphafactory.models.elimination import ELIMINATED, HalvingSchedule, fit_group_halving
-from alphafactory.models.lightgbm_shard import (
-    DATASET_PARAMS,
-    GroupData,
-    RowsAndLabels,
-    build_group,
-    fit_variant,
-    fixed_params,
-)
+from alphafactory.models.lightgbm.elimination import ELIMINATED, HalvingSchedule, fit_group_halving
+from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
+from alphafactory.models.lightgbm.shard import GroupData, RowsAndLabels, build_group, fit_variant
 
 N_ROWS, N_FEATURES, N_TRAIN = 2400, 12, 1800
 
@@ -159,7 +153,7 @@ def test_halve_groups_shares_one_pool_and_matches_each_group_alone() -> None:
     """Consecutive groups' rungs on one pool: each group's outcome is the one it gets alone."""
     from functools import partial
 
-    from alphafactory.models.elimination import halve_groups
+    from alphafactory.models.lightgbm.elimination import halve_groups
 
     noise = {"g1": [0.2, 1.0, 2.0, 3.0, 4.0], "g2": [3.0, 0.4, 2.5, 1.5, 5.0]}
     built = {

@@ -103,7 +103,7 @@ def chosen(run_dir: Path) -> dict[str, Any]:
         }
         for stage in (2, 3, 4)
     }
-    models = sorted((run_dir / "train" / "models").glob("*.txt"))
+    models = sorted((run_dir / "train" / "models").glob("*.zip"))
     return {
         "features": read(run_dir / "screen" / "selected_features.json"),
         "winners": {  # everything but the fit's wall time

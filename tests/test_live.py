@@ -161,7 +161,7 @@ def test_tampered_champion_is_refused(tiny_runs: TinyRuns, tmp_path: Path) -> No
     assert champion is not None
     stored = Path(urlparse(registry.info(champion.model_id).source).path) / champion.artifact_file
     stored.write_bytes(stored.read_bytes() + b"\n")
-    with pytest.raises(ModelError, match=r"BTC_w10_low\.txt has sha256 .* was recorded"):
+    with pytest.raises(ModelError, match=r"BTC_w10_low\.zip has sha256 .* was recorded"):
         run_live(runs.config, str(runs.runs_dir), registry, first_bars=5)
     assert not _live_file(runs).exists()
     result = CliRunner().invoke(

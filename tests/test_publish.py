@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import lightgbm as lgb
 import pytest
 from tiny_run import TinyRuns, clone_runs
 
 from alphafactory.errors import ModelError
 from alphafactory.layout import RunLayout
+from alphafactory.models import load_model
 from alphafactory.registry import (
     CHAMPION,
     GRADES,
@@ -112,16 +112,14 @@ def test_grades_checksums_and_lineage(first: TinyRuns) -> None:
     plan = first.plan
     for gid, fitted in _production_models(first).items():
         model = _version(registry, gid, "1.0.0")
-        model_file = first.run_dir / "train" / "models" / f"{gid}.txt"
+        model_file = first.run_dir / "train" / "models" / f"{gid}.zip"
         assert model.grade in GRADES
         assert model.symbol == fitted["variant"]["symbol"]
         assert model.sha256 == sha256_file(model_file)
         info = registry.info(model.model_id)
         assert info.tags["sha256"] == sha256_file(model_file)
         assert info.lineage.data_hash == plan["data_hash"]
-        assert info.lineage.feature_list == tuple(
-            lgb.Booster(model_file=str(model_file)).feature_name()
-        )
+        assert info.lineage.feature_list == load_model(model_file, model.sha256).feature_names
         assert info.lineage.parent_model_ids == ()
         assert info.lineage.pipeline_run_id == "run-1"
         assert info.params["variant_id"] == fitted["variant_id"]

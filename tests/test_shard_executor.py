@@ -13,15 +13,14 @@ import pytest
 
 from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
 from alphafactory.metrics import average_precision
-from alphafactory.models.lightgbm_shard import (
-    DATASET_PARAMS,
+from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
+from alphafactory.models.lightgbm.shard import (
     FitResult,
     GroupData,
     build_group,
     fit_groups,
     fit_many,
     fit_variant,
-    fixed_params,
     variant_rows,
 )
 from alphafactory.targets.variants import Variant

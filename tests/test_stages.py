@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
@@ -16,6 +15,8 @@ from tiny_run import TINY_STAGE_SETTINGS
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import DataError
 from alphafactory.features import target_derived_columns
+from alphafactory.models import load_model
+from alphafactory.models.lightgbm import LightGBMModel
 from alphafactory.stages import (
     run_infer,
     run_prepare,
@@ -81,7 +82,7 @@ def stage(run: dict[str, Any], name: str) -> Any:
 
 
 def _models(run_dir: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted((run_dir / "train" / "models").glob("*.txt"))}
+    return {p.stem: p for p in sorted((run_dir / "train" / "models").glob("*.zip"))}
 
 
 def test_plan_has_eight_groups_of_one_variant(finished_run: dict[str, Any]) -> None:
@@ -122,7 +123,7 @@ def test_no_model_uses_its_own_target_derived_features(finished_run: dict[str, A
     checked_leaky_candidates = 0
     for gid, path in models.items():
         variant = plan["groups"][gid][0]
-        names = lgb.Booster(model_file=str(path)).feature_name()
+        names = load_model(path).feature_names
         leaking = target_derived_columns(
             list(all_features), variant["symbol"], variant["window"], variant["swing_type"]
         )
@@ -161,9 +162,10 @@ def test_every_model_file_loads(finished_run: dict[str, Any]) -> None:
         json.loads((finished_run["dir"] / "screen" / "selected_features.json").read_text())
     )
     for path in models.values():
-        booster = lgb.Booster(model_file=str(path))
-        assert booster.num_trees() >= 3  # multiclass: 3 trees per round
-        assert set(booster.feature_name()) <= selected
+        model = load_model(path)
+        assert isinstance(model, LightGBMModel)
+        assert model.booster.num_trees() >= 3  # multiclass: 3 trees per round
+        assert set(model.feature_names) <= selected
 
 
 def test_predictions_cover_timeline_times_models(finished_run: dict[str, Any]) -> None:

@@ -88,7 +88,7 @@ def _config(vertex: bool = True) -> EnvironmentConfig:
 def _run_dir(groups: list[str]) -> str:
     run_dir = f"gs://vertex-{uuid.uuid4().hex[:8]}/run-1"
     for group in groups:
-        with fsspec.open(f"{run_dir}/train/models/{group}.txt", "w") as handle:
+        with fsspec.open(f"{run_dir}/train/models/{group}.zip", "w") as handle:
             handle.write(f"tree for {group}\n")
     return run_dir
 
@@ -128,7 +128,7 @@ def test_first_champion_creates_the_group_model(service: FakeModelService) -> No
         "group": "btc_w3_high",
     }
     assert set(model["version_aliases"]) == {"champion", "default"}
-    staged = f"{run_dir}/infer/vertex/BTC_w3_high/model.txt"
+    staged = f"{run_dir}/infer/vertex/BTC_w3_high/model.zip"
     with fsspec.open(staged, "r") as handle:
         assert handle.read() == "tree for BTC_w3_high\n"
 

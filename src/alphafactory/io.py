@@ -65,6 +65,11 @@ def write_text(uri: str, text: str) -> None:
     _publish(uri, text.encode())
 
 
+def read_bytes(uri: str) -> bytes:
+    with fsspec.open(uri, "rb") as handle:
+        return bytes(handle.read())
+
+
 def read_text(uri: str) -> str:
     with fsspec.open(uri, "r") as handle:
         return str(handle.read())

@@ -9,10 +9,11 @@ from alphafactory import io
 from alphafactory.data.splits import Periods
 from alphafactory.targets.variants import Variant
 
-#: The file name a production model has wherever it is stored by itself (cache entry, Vertex
-#: folder); in the run folder it is named after its group with the same suffix.
-MODEL_FILE = "model.txt"
-MODEL_SUFFIX = ".txt"
+#: The file name of a production model's bundle (`alphafactory.models.save_model`) wherever
+#: it is stored by itself (cache entry, Vertex folder); in the run folder it is named after
+#: its group, with the same suffix.
+MODEL_FILE = "model.zip"
+MODEL_SUFFIX = ".zip"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import optuna
 from optuna.trial import TrialState
 
 from alphafactory.data.folds import rolling_folds
-from alphafactory.models.lightgbm_shard import GroupData, build_group, fit_variant, fixed_params
+from alphafactory.models.lightgbm.family import fixed_params
+from alphafactory.models.lightgbm.shard import GroupData, build_group, fit_variant
 from alphafactory.tuning import (
     Budget,
     TrialFit,

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from alphafactory.errors import ConfigError
 from alphafactory.metrics import average_precision
-from alphafactory.models.lightgbm_shard import fixed_params
+from alphafactory.models.lightgbm.family import fixed_params
 from alphafactory.tuning import (
     Budget,
     LightGBMPruningCallback,

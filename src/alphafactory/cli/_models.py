@@ -218,7 +218,9 @@ def _score(
     variant_id = str(info.params["variant_id"])
     test_start = info.tags.get(TAG_TEST_START, "")
     start = parse_time(test_start) if test_start else None
-    scores = score_model(Path(path), variant_id, data, config.features.scale, start)
+    scores = score_model(
+        Path(path), variant_id, data, config.features.scale, start, sha256=chosen.sha256
+    )
     return chosen, variant_id, scores, test_start
 
 

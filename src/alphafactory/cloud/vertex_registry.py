@@ -93,7 +93,7 @@ def resolve_target(
 def stage_model_folder(layout: RunLayout, group: str) -> str:
     """Copy a group's model file into its own folder (`<run>/infer/vertex/<group>/`)."""
     folder = layout.path("infer", "vertex", group)
-    io.write_text(io.join(folder, MODEL_FILE), io.read_text(layout.model(group)))
+    io.write_bytes(io.join(folder, MODEL_FILE), io.read_bytes(layout.model(group)))
     return folder
 
 

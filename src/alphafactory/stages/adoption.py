@@ -11,7 +11,7 @@ from typing import Any
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import Plan, RunLayout
-from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_variant
+from alphafactory.models.lightgbm.shard import FitResult, GroupData, fit_variant
 from alphafactory.paired import paired_ap_test
 from alphafactory.stages.common import Matrix
 from alphafactory.stages.fitting import default_params, load_group

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -18,6 +17,7 @@ from alphafactory.data.bars import load_bars
 from alphafactory.errors import DataError, ModelError
 from alphafactory.features import build_feature_matrix
 from alphafactory.metrics import average_precision
+from alphafactory.models import load_model
 from alphafactory.targets.swing import build_targets
 from alphafactory.targets.variants import parse_variant_id, variant_grid
 
@@ -43,6 +43,7 @@ def score_model(
     data_uri: str,
     scale: str,
     test_start: np.datetime64 | None = None,
+    sha256: str | None = None,
 ) -> list[Score]:
     """AP of the model at `model_path` on the labelled event rows of `data_uri`: one score for
     the events before `test_start` (in-sample) and one from it on (out-of-sample); a single
@@ -53,9 +54,10 @@ def score_model(
         raise DataError(
             f"{data_uri}: no bars for symbol {variant.symbol}, which {variant_id} needs"
         )
-    booster = lgb.Booster(model_file=str(model_path))
+    model = load_model(model_path, sha256)
+    names = list(model.feature_names)
     features = build_feature_matrix(bars, scale)
-    missing = [name for name in booster.feature_name() if name not in features.columns]
+    missing = [name for name in names if name not in features.columns]
     if missing:
         raise ModelError(
             f"{model_path.name} needs {len(missing)} features absent from {data_uri} "
@@ -66,8 +68,8 @@ def score_model(
     rows = labelled.join(features, on="timestamp", how="left")
     if rows.height == 0:
         raise DataError(f"{data_uri}: no {variant_id} events to score on")
-    matrix = rows.select(booster.feature_name()).to_numpy().astype(np.float32)
-    probabilities = np.asarray(booster.predict(matrix))
+    matrix = rows.select(names).to_numpy().astype(np.float32)
+    probabilities = model.predict_proba(matrix)
     labels = rows[variant_id].to_numpy().astype(int)
     stamps = rows["timestamp"].cast(pl.Datetime("us")).to_numpy()
     if test_start is None:

@@ -21,13 +21,8 @@ from alphafactory.data.splits import (
 )
 from alphafactory.features import target_derived_columns
 from alphafactory.layout import Plan, RunLayout
-from alphafactory.models.lightgbm_shard import (
-    DATASET_PARAMS,
-    GroupData,
-    build_group,
-    fixed_params,
-    variant_rows,
-)
+from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
+from alphafactory.models.lightgbm.shard import GroupData, build_group, variant_rows
 from alphafactory.stages.common import Matrix
 from alphafactory.targets.variants import Variant
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import RunLayout, read_plan
+from alphafactory.models import FittedModel, load_model
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.publish import publish_models
 from alphafactory.stages.report import write_report
@@ -28,12 +30,22 @@ def trained_models(layout: RunLayout, shards: int) -> dict[str, dict[str, Any]]:
     return {gid: m for gid, m in sorted(models.items()) if m.get("status") == "ok"}
 
 
+def load_run_model(
+    layout: RunLayout, gid: str, fitted: dict[str, Any], scratch: Path
+) -> FittedModel:
+    """The group's model file of this run, verified against the digest its train shard
+    recorded before it is read."""
+    local = scratch / Path(layout.model(gid)).name
+    local.write_bytes(io.read_bytes(layout.model(gid)))
+    return load_model(local, fitted["sha256"])
+
+
 def predict_group(
-    booster: lgb.Booster, matrix: Matrix, group_id: str, variant_id: str
+    model: FittedModel, matrix: Matrix, group_id: str, variant_id: str
 ) -> pl.DataFrame:
     """Class probabilities of one model for every row of the matrix."""
-    index = [matrix.names.index(name) for name in booster.feature_name()]
-    probabilities = np.asarray(booster.predict(matrix.values[:, index]), dtype=np.float32)
+    index = [matrix.names.index(name) for name in model.feature_names]
+    probabilities = model.predict_proba(matrix.values[:, index]).astype(np.float32)
     return pl.DataFrame(
         {
             "timestamp": pl.Series(matrix.timeline).cast(pl.Datetime("us", "UTC")),
@@ -51,9 +63,10 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     models = trained_models(layout, len(plan.shards))
     matrix = load_matrix(layout, io.read_json(layout.selected_features))
     frames = []
-    for gid, fitted in models.items():
-        booster = lgb.Booster(model_str=io.read_text(layout.model(gid)))
-        frames.append(predict_group(booster, matrix, gid, fitted["variant_id"]))
+    with tempfile.TemporaryDirectory(prefix="alphafactory-infer-") as scratch:
+        for gid, fitted in models.items():
+            model = load_run_model(layout, gid, fitted, Path(scratch))
+            frames.append(predict_group(model, matrix, gid, fitted["variant_id"]))
     predictions = pl.concat(frames) if frames else pl.DataFrame()
     io.write_parquet(layout.predictions, predictions)
     published = publish_models(config, layout, plan, models)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -25,6 +24,7 @@ from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import load_bars
 from alphafactory.errors import ConfigError, ModelError
 from alphafactory.features import build_feature_matrix
+from alphafactory.models import FittedModel, load_model
 from alphafactory.registry import ModelRegistry, RegisteredModel
 from alphafactory.stages.common import Matrix
 from alphafactory.stages.infer import predict_group
@@ -52,7 +52,7 @@ class Champion:
 
     model: RegisteredModel
     variant_id: str
-    booster: lgb.Booster
+    fitted: FittedModel
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def load_champions(registry: ModelRegistry, scratch: Path) -> list[Champion]:
             continue
         path = registry.download(model.model_id, scratch / model.group)
         variant_id = str(registry.info(model.model_id).params.get("variant_id", ""))
-        champions.append(Champion(model, variant_id, lgb.Booster(model_file=str(path))))
+        champions.append(Champion(model, variant_id, load_model(path, model.sha256)))
     if not champions:
         raise ModelError(
             f"no champion models in the registry at {registry.tracking_uri}: "
@@ -117,7 +117,7 @@ def predict_new_bars(
     champion: Champion, features: pl.DataFrame, last: datetime | None, first_bars: int
 ) -> pl.DataFrame:
     """The champion's class probabilities for its group's new bars, with model id and semver."""
-    names = champion.booster.feature_name()
+    names = list(champion.fitted.feature_names)
     missing = [name for name in names if name not in features.columns]
     if missing:
         raise ModelError(
@@ -132,7 +132,7 @@ def predict_new_bars(
         values=rows.select(names).to_numpy().astype(np.float32, copy=False),
         names=names,
     )
-    predicted = predict_group(champion.booster, matrix, champion.model.group, champion.variant_id)
+    predicted = predict_group(champion.fitted, matrix, champion.model.group, champion.variant_id)
     return predicted.with_columns(
         model_id=pl.lit(champion.model.model_id),
         semver=pl.lit(str(champion.model.semver)),

@@ -20,6 +20,7 @@ from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 from alphafactory.layout import Plan, RunLayout
+from alphafactory.models import load_model
 from alphafactory.registry import (
     CHAMPION,
     Lineage,
@@ -41,7 +42,6 @@ from alphafactory.registry.records import (
 from alphafactory.skill import SkillResult, decide_skill
 
 log = logging.getLogger(__name__)
-MODEL_TYPE = "lightgbm"
 KEY_METRIC = "ap"
 KEY_P_ADJUSTED = "p_adjusted"
 
@@ -91,10 +91,15 @@ def judge_skill(
     return decide_skill(raw, config.skill.alpha, config.skill.correction)
 
 
-def skill_grades(skills: dict[str, SkillResult]) -> dict[str, str]:
-    """Cohort grades on test AP; a model without significant skill is F whatever its rank."""
-    grades = grade_cohort({gid: r.test_ap for gid, r in skills.items()}, MODEL_TYPE)
-    return {gid: grade if skills[gid].skill else "F" for gid, grade in grades.items()}
+def skill_grades(skills: dict[str, SkillResult], families: dict[str, str]) -> dict[str, str]:
+    """Cohort grades on test AP, each model capped by its own family's benchmarks; a model
+    without significant skill is F whatever its rank."""
+    cohort = {gid: r.test_ap for gid, r in skills.items()}
+    grades: dict[str, str] = {}
+    for name in sorted(set(families.values())):
+        graded = grade_cohort(cohort, name)
+        grades.update({gid: graded[gid] for gid in cohort if families[gid] == name})
+    return {gid: grades[gid] if skills[gid].skill else "F" for gid in cohort}
 
 
 def publish_models(
@@ -105,12 +110,12 @@ def publish_models(
         return {}
     registry = registry_for(config, layout.root)
     skills = judge_skill(config, models)
-    grades = skill_grades(skills)
+    grades = skill_grades(skills, {gid: str(m["family"]) for gid, m in models.items()})
     published: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for gid, fitted in models.items():
             model_file = Path(scratch) / Path(layout.model(gid)).name
-            model_file.write_text(io.read_text(layout.model(gid)))
+            model_file.write_bytes(io.read_bytes(layout.model(gid)))
             judged = Judged(skills[gid], grades[gid])
             published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)
     return published
@@ -145,10 +150,8 @@ def _publish_one(
     model_file: Path,
     judged: Judged,
 ) -> dict[str, Any]:
-    import lightgbm as lgb
-
     name = registered_model_name(gid)
-    features = lgb.Booster(model_file=str(model_file)).feature_name()
+    features = list(load_model(model_file, fitted["sha256"]).feature_names)
     identity = {"variant_id": fitted["variant_id"], "features": features}
     latest = _latest(registry, name, gid)
     version = next_version(
@@ -160,7 +163,7 @@ def _publish_one(
     registered = registry.register(
         name,
         model_file,
-        model_type=MODEL_TYPE,
+        model_type=str(fitted["family"]),
         metrics={
             **judged.metrics(),
             "selection_ap": float(fitted["average_precision"]),

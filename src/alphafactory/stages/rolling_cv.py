@@ -15,7 +15,7 @@ from alphafactory.data.folds import rolling_folds
 from alphafactory.data.splits import enough_rows
 from alphafactory.errors import DataError
 from alphafactory.layout import Plan, RunLayout
-from alphafactory.models.lightgbm_shard import GroupData, build_group, fit_variant
+from alphafactory.models.lightgbm.shard import GroupData, build_group, fit_variant
 from alphafactory.stages.common import Matrix
 from alphafactory.stages.fitting import dataset_params, period_rows, usable_columns
 from alphafactory.targets.variants import Variant

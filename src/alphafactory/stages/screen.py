@@ -13,7 +13,7 @@ import numpy as np
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import RunLayout, read_plan
-from alphafactory.models.lightgbm_shard import FitResult, GroupData, fit_many, fit_variant
+from alphafactory.models.lightgbm.shard import FitResult, GroupData, fit_many, fit_variant
 from alphafactory.stages.common import load_matrix
 from alphafactory.stages.fitting import base_params, load_group
 from alphafactory.targets.variants import Variant

@@ -33,7 +33,7 @@ from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.splits import tuning_periods
 from alphafactory.layout import Plan, RunLayout, read_plan
-from alphafactory.models.lightgbm_shard import check_variant
+from alphafactory.models.lightgbm.shard import check_variant
 from alphafactory.stages.adoption import adoption
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.fitting import base_params, default_params, load_group

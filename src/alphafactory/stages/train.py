@@ -15,8 +15,10 @@ from alphafactory import __version__, io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import MODEL_FILE, Plan, RunLayout, read_plan
 from alphafactory.metrics import class_confusion
-from alphafactory.models.lightgbm_shard import FitResult
+from alphafactory.models import FittedModel, family, save_model
+from alphafactory.models.lightgbm.shard import FitResult
 from alphafactory.registry.cache import ModelCache
+from alphafactory.registry.checksums import sha256_file
 from alphafactory.skill import skill_test
 from alphafactory.stages.adoption import production_fit, production_params, tuned_params
 from alphafactory.stages.common import Matrix, load_matrix
@@ -42,21 +44,27 @@ def pr_curves(labels: np.ndarray, probabilities: np.ndarray, points: int = 50) -
     return curves
 
 
-def describe_fit(result: FitResult, feature_names: list[str]) -> dict[str, Any]:
-    """Metrics, confusion matrix, PR curves and gain importance of a production fit."""
-    assert result.booster is not None
+def importance_rows(model: FittedModel, top: int = 25) -> list[dict[str, Any]]:
+    """The model's `top` features by importance (gain for trees); [] when it has none."""
+    gains = model.feature_importance()
+    if gains is None:
+        return []
+    order = np.argsort(-gains, kind="stable")[:top]
+    return [
+        {"feature": model.feature_names[i], "gain": round(float(gains[i]), 3)}
+        for i in order
+        if gains[i] > 0
+    ]
+
+
+def describe_fit(result: FitResult) -> dict[str, Any]:
+    """Metrics, confusion matrix, PR curves and feature importance of a production fit."""
     assert result.valid_labels is not None and result.valid_probabilities is not None
-    gains = result.booster.feature_importance(importance_type="gain")
-    order = np.argsort(-gains, kind="stable")[:25]
     return {
         **result.summary(),
         "confusion_matrix": class_confusion(result.valid_labels, result.valid_probabilities),
         "pr_curves": pr_curves(result.valid_labels, result.valid_probabilities),
-        "importance": [
-            {"feature": feature_names[i], "gain": round(float(gains[i]), 3)}
-            for i in order
-            if gains[i] > 0
-        ],
+        "importance": importance_rows(result.model),
     }
 
 
@@ -130,7 +138,7 @@ def _train_group(
 def _publish_model(layout: RunLayout, variant: Variant, folder: Path) -> None:
     model_file = folder / MODEL_FILE
     if model_file.exists():
-        io.write_text(layout.model(variant.group_id), model_file.read_text())
+        io.write_bytes(layout.model(variant.group_id), model_file.read_bytes())
 
 
 def _fit_production(
@@ -148,16 +156,19 @@ def _fit_production(
     result = production_fit(config, group, variant.variant_id, params)
     if result.status != "ok" or result.booster is None:
         return result.summary()
-    result.booster.save_model(str(folder / MODEL_FILE))
+    model = result.model
+    saved = save_model(model, family(model.family), folder / MODEL_FILE, {"params": params})
     train_labels = group.rows[variant.variant_id].train_label
-    test = score_test_period(layout, plan, matrix, config, variant, result.booster, train_labels)
+    test = score_test_period(layout, plan, matrix, config, variant, model, train_labels)
     log.info(
         "train: %s selection AP %.4f, test AP %s (baseline %s, p %.3f)",
         variant.group_id, result.average_precision, _fmt(test["test_ap"]),
         _fmt(test["baseline_ap"]), test["p_value"],
     )  # fmt: skip
     return {
-        **describe_fit(result, group.feature_names),
+        **describe_fit(result),
+        "family": model.family,
+        "sha256": sha256_file(saved),
         "variant": variant.to_dict(),
         "params": params,
         "test": test,
@@ -181,7 +192,7 @@ def score_test_period(
     matrix: Matrix,
     config: EnvironmentConfig,
     variant: Variant,
-    booster: Any,
+    model: FittedModel,
     train_labels: np.ndarray,
 ) -> dict[str, Any]:
     """The one touch of the test period: the production model's skill test on its events.
@@ -191,7 +202,7 @@ def score_test_period(
     features, labels = events_in_test_period(layout, plan, matrix, config, variant)
     probabilities = np.zeros((0, len(CLASS_NAMES)))
     if len(labels):  # a group may have no events in the test period
-        probabilities = np.asarray(booster.predict(features, num_iteration=booster.best_iteration))
+        probabilities = model.predict_proba(features)
     settings = config.skill
     result = skill_test(
         labels,

@@ -11,8 +11,12 @@ from typing import Any
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import RunLayout, read_plan
-from alphafactory.models.elimination import HalvingSchedule, fit_group_halving, halve_groups
-from alphafactory.models.lightgbm_shard import (
+from alphafactory.models.lightgbm.elimination import (
+    HalvingSchedule,
+    fit_group_halving,
+    halve_groups,
+)
+from alphafactory.models.lightgbm.shard import (
     FitResult,
     GroupData,
     GroupJob,

@@ -41,7 +41,7 @@ import lightgbm as lgb
 import numpy as np
 
 from alphafactory.metrics import average_precision
-from alphafactory.models.lightgbm_shard import (
+from alphafactory.models.lightgbm.shard import (
     FitResult,
     GroupData,
     GroupJob,

@@ -24,39 +24,16 @@ import polars as pl
 
 from alphafactory.data.splits import RowSplit, enough_rows
 from alphafactory.metrics import average_precision
+from alphafactory.models.lightgbm.family import (
+    LightGBMModel,
+)
 from alphafactory.targets.variants import Variant
 from alphafactory.tuning.space import min_child_samples
 
 log = logging.getLogger(__name__)
 
-N_CLASSES = 3
 #: (train rows, train labels, valid rows, valid labels) of one variant.
 RowsAndLabels = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-#: Parameters that shape binning; they must be identical at construction and training time.
-DATASET_PARAMS: dict[str, Any] = {
-    "max_bin": 255,
-    "feature_pre_filter": False,
-    "verbosity": -1,
-}
-
-
-def fixed_params(threads: int, seed: int, max_bin: int = 255) -> dict[str, Any]:
-    """The fixed LightGBM parameters of the source (multiclass, bagging every 5 at 0.8)."""
-    return {
-        "objective": "multiclass",
-        "num_class": N_CLASSES,
-        "metric": "multi_logloss",
-        "boosting_type": "gbdt",
-        "bagging_freq": 5,
-        "bagging_fraction": 0.8,
-        "feature_fraction": 0.7,
-        "num_threads": threads,
-        "seed": seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        **DATASET_PARAMS,
-        "max_bin": max_bin,
-    }
 
 
 @dataclass
@@ -83,6 +60,13 @@ class FitResult:
     booster: lgb.Booster | None = field(default=None, repr=False)
     valid_probabilities: np.ndarray | None = field(default=None, repr=False)
     valid_labels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> LightGBMModel:
+        """The kept booster behind the family protocol (fits with `keep_model` only)."""
+        if self.booster is None:
+            raise ValueError(f"{self.variant_id}: the fit kept no model (status {self.status})")
+        return LightGBMModel(self.booster, self.best_iteration)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,20 @@
+"""The name registry of model families: `FAMILIES[name]`, and `family(name)` with a clear
+error for a name that is not there."""
+
+from __future__ import annotations
+
+from alphafactory.errors import ConfigError
+from alphafactory.models._base import ModelFamily
+from alphafactory.models.lightgbm import LightGBMFamily
+
+FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (LightGBMFamily(),)}
+
+
+def family(name: str) -> ModelFamily:
+    """The family registered as `name`."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model family '{name}'; registered families: {', '.join(FAMILIES)}"
+        ) from None
