@@ -75,10 +75,9 @@ def fit_and_score(
         group, variant.variant_id, params, config.train.num_rounds, config.train.early_stopping,
         min_rows=config.tune.min_rows, keep_model=True,
     )  # fmt: skip
-    if result.booster is None:
+    if result.model is None:
         return float("nan")
-    booster: lgb.Booster = result.booster
-    probabilities = np.asarray(booster.predict(events, num_iteration=booster.best_iteration))
+    probabilities = result.model.predict_proba(events)
     return average_precision(labels, probabilities)
 
 

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# alphafactory CPU runtime image: the library (extras cloud, registry, xgboost), kfp and
+# alphafactory CPU runtime image: the library (extras cloud, registry, xgboost, ngboost), kfp and
 # CPU-only torch, baked in so KFP components run with install_kfp_package=False.
 #
 # Build from the repository root:
@@ -45,8 +45,8 @@ COPY pipelines ./pipelines
 # hadolint ignore=DL3013
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && wheel="$(find /wheels -name 'alphafactory-*.whl' | head -n 1)" \
- && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost]" \
- && python -c "import alphafactory, kfp, torch, xgboost; print('ok', kfp.__version__, torch.__version__)" \
+ && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,ngboost]" \
+ && python -c "import alphafactory, kfp, torch, xgboost, ngboost; print('ok', kfp.__version__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 ########################################################################################

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # alphafactory GPU runtime image: CUDA runtime base, the library with all extras
-# (cloud, registry, xgboost, torch) and kfp, so KFP components run with
+# (cloud, registry, xgboost, ngboost, torch) and kfp, so KFP components run with
 # install_kfp_package=False on the GPU node pool.
 #
 # Build from the repository root:
@@ -49,8 +49,8 @@ COPY pipelines ./pipelines
 # hadolint ignore=DL3013
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && wheel="$(find /wheels -name 'alphafactory-*.whl' | head -n 1)" \
- && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,torch]" \
- && python -c "import alphafactory, kfp, torch, xgboost; print('ok', kfp.__version__, torch.__version__)" \
+ && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,ngboost,torch]" \
+ && python -c "import alphafactory, kfp, torch, xgboost, ngboost; print('ok', kfp.__version__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 ########################################################################################

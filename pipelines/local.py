@@ -45,6 +45,23 @@ class LocalRunOutcome:
     seconds: float = 0.0
 
 
+def with_families(config: EnvironmentConfig, families: str) -> EnvironmentConfig:
+    """`config` with `models.families` set from `--families a,b` or `--families all`."""
+    from alphafactory.models import FAMILIES
+
+    names = list(FAMILIES) if families.strip() == "all" else [
+        name.strip() for name in families.split(",") if name.strip()
+    ]  # fmt: skip
+    unknown = [name for name in names if name not in FAMILIES]
+    if not names or unknown:
+        raise ConfigError(
+            f"--families {families!r}: unknown family '{(unknown or [''])[0]}'; use 'all' or "
+            f"a comma-separated list of {', '.join(FAMILIES)}"
+        )
+    models = config.models.model_copy(update={"families": names})
+    return config.model_copy(update={"models": models})
+
+
 def prepare_local_run(
     env: str,
     *,
@@ -52,8 +69,10 @@ def prepare_local_run(
     data: str | None = None,
     runs_dir: Path | None = None,
     force_retrain: bool = False,
+    families: str | None = None,
 ) -> LocalRunPlan:
-    """Validate the environment, the grid switch and the user's data before anything runs."""
+    """Validate the environment, the grid switch, the families and the user's data before
+    anything runs. `families` is a comma-separated list of registered families or `all`."""
     config = load_environment(env)
     if grid not in {"env", "full"}:
         raise ConfigError(f"--grid {grid!r} is not known; use 'env' or 'full'")
@@ -64,6 +83,8 @@ def prepare_local_run(
     if force_retrain:
         train = config.train.model_copy(update={"force_retrain": True})
         config = config.model_copy(update={"train": train})
+    if families:
+        config = with_families(config, families)
     symbols = config.data.symbols
     if config.data.source == "uri":
         from alphafactory.data.bars import load_bars
@@ -77,6 +98,7 @@ def prepare_local_run(
     n_variants = sum(len(v) for v in groups.values())
     summary = (
         f"{n_variants} variants in {len(groups)} groups over {', '.join(symbols)}; "
+        f"families: {', '.join(config.models.families)}; "
         f"data: {config.data.uri or 'embedded synthetic bars'}"
     )
     root = Path(runs_dir or config.pipeline_root).resolve()

@@ -122,7 +122,7 @@ def test_skipped_variants_keep_fit_variant_statuses() -> None:
     by_id = {r.variant_id: r for r in outcome.results}
     assert by_id["v1"].status == "single_class"
     assert by_id["v0"].status == "ok"
-    assert by_id["v0"].booster is not None and by_id["v0"].valid_probabilities is not None
+    assert by_id["v0"].model is not None and by_id["v0"].valid_probabilities is not None
     too_big = fit_group_halving(group, ["v0"], PARAMS, 20, 5, min_rows=5000)
     assert too_big.results[0].status == "too_few_rows"
     assert too_big.rungs == []

@@ -123,11 +123,19 @@ def period_scores(run_dir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_shuffling_test_period_labels_changes_no_choice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "families",
+    [["lightgbm"], ["ftrl", "xgboost"]],
+    ids=["lightgbm", "ftrl+xgboost"],  # the shard executor's path; the protocol's path
+)
+def test_shuffling_test_period_labels_changes_no_choice(
+    tmp_path: Path, families: list[str]
+) -> None:
     config = honest_config(
         PLANTED_BARS,
         ["BTC"],
         tune={"num_rounds": 30, "min_rows": 30, "stage_trials": {2: 2, 3: 2, 4: 2}},
+        models={"families": families},
     )
     original = tmp_path / "a" / "run"
     run_prepare(config, str(original))
@@ -139,6 +147,7 @@ def test_shuffling_test_period_labels_changes_no_choice(tmp_path: Path) -> None:
     run_choices(config, str(shuffled))
     first, second = chosen(original), chosen(shuffled)
     assert len(first["models"]) == 8 and first["features"]
+    assert {w["family"] for w in first["winners"].values()} <= set(families)
     assert first["searched"][4] and all("adoption" in u for u in first["searched"][4].values())
     assert first == second  # features, winners, tuned points, adoption, model bytes
     # ... while the test-period scores did see the shuffle

@@ -180,7 +180,9 @@ def test_tampered_artifact_is_refused_by_download(rerun: Rerun, tmp_path: Path) 
     stored = Path(source) / model.artifact_file
     original = stored.read_bytes()
     assert registry.download(model.model_id, tmp_path / "good").read_bytes() == original
-    stored.write_bytes(original.replace(b"tree", b"TREE", 1))
+    tampered = bytearray(original)
+    tampered[len(tampered) // 2] ^= 0xFF  # one flipped byte inside the compressed bundle
+    stored.write_bytes(bytes(tampered))
     with pytest.raises(ModelError, match=r"sha256 .* was recorded: the file was modified"):
         registry.download(model.model_id, tmp_path / "bad")
     assert not (tmp_path / "bad" / model.artifact_file).exists()

@@ -13,9 +13,10 @@ import pytest
 
 from alphafactory.data.splits import BEYOND_DATA, Periods, label_end_column, selection_split
 from alphafactory.metrics import average_precision
+from alphafactory.models import FitResult
+from alphafactory.models.lightgbm import LightGBMModel
 from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
 from alphafactory.models.lightgbm.shard import (
-    FitResult,
     GroupData,
     build_group,
     fit_groups,
@@ -172,24 +173,28 @@ def test_fit_variant_learns_the_signal(sequential: list[FitResult]) -> None:
         assert result.average_precision > 0.5, result
         # More than one round proves the labels survived subset().construct() + set_label.
         assert result.best_iteration > 1
-        assert result.booster is not None
+        assert result.model is not None
         assert result.valid_probabilities is not None
         assert result.valid_probabilities.shape == (result.n_valid, 3)
     assert sequential[0].n_train == 2394 and sequential[0].n_valid == 600
     assert sequential[1].n_train < sequential[0].n_train
 
 
+def booster_of(result: FitResult) -> lgb.Booster:
+    """The LightGBM booster inside a kept fit's model."""
+    assert isinstance(result.model, LightGBMModel), result
+    return result.model.booster
+
+
 def test_variant_trains_on_its_own_labels(sequential: list[FitResult]) -> None:
     # Variant 3 swaps the classes: its model must rank x1 > 0.5 rows as breakout (class 1).
-    model = sequential[2].booster
-    assert model is not None
+    model = booster_of(sequential[2])
     probe = np.zeros((2, N_FEATURES), dtype=np.float32)
     probe[0, 1] = 2.0  # x1 high -> class 1 for the swapped rule
     probe[1, 0] = 2.0  # x0 high -> class 2 for the swapped rule
     predicted = model.predict(probe).argmax(axis=1)
     assert predicted.tolist() == [1, 2]
-    original = sequential[0].booster
-    assert original is not None
+    original = booster_of(sequential[0])
     assert original.predict(probe).argmax(axis=1).tolist() == [2, 1]
 
 
@@ -282,8 +287,7 @@ def test_results_are_deterministic_across_runs(sequential: list[FitResult]) -> N
     for first, second in zip(sequential, again, strict=True):
         assert first.average_precision == second.average_precision
         assert first.best_iteration == second.best_iteration
-        assert first.booster is not None and second.booster is not None
-        assert first.booster.model_to_string() == second.booster.model_to_string()
+        assert booster_of(first).model_to_string() == booster_of(second).model_to_string()
 
 
 def test_summary_is_json_ready(sequential: list[FitResult]) -> None:
@@ -291,6 +295,7 @@ def test_summary_is_json_ready(sequential: list[FitResult]) -> None:
     assert summary["status"] == "ok"
     assert set(summary) == {
         "variant_id",
+        "family",
         "status",
         "average_precision",
         "best_iteration",
@@ -298,7 +303,8 @@ def test_summary_is_json_ready(sequential: list[FitResult]) -> None:
         "n_valid",
         "seconds",
     }
-    assert "booster" not in summary
+    assert summary["family"] == "lightgbm"
+    assert "model" not in summary
 
 
 def test_fit_groups_streams_groups_and_matches_one_by_one(
@@ -330,8 +336,7 @@ def test_fit_groups_streams_groups_and_matches_one_by_one(
         for streamed, serial in zip(results, sequential, strict=True):
             assert streamed.average_precision == serial.average_precision
             assert streamed.best_iteration == serial.best_iteration
-            assert streamed.booster is not None and serial.booster is not None
-            assert streamed.booster.model_to_string() == serial.booster.model_to_string()
+            assert booster_of(streamed).model_to_string() == booster_of(serial).model_to_string()
 
 
 def test_fit_groups_propagates_a_failed_fit(

@@ -21,9 +21,11 @@ from alphafactory.targets.swing import (
     NEITHER,
     REVERSION,
     barrier_labels,
+    barrier_outcomes,
     build_targets,
     first_touch,
     group_targets,
+    move_column,
     swing_excursion,
     trailing_sigma,
 )
@@ -295,7 +297,10 @@ def test_group_targets_on_hand_series() -> None:
     variants = [Variant("AAA", 3, "high", k, 1.0, h) for k in (10.0, 15.0, 17.0) for h in (1, 3, 6)]
     frame = group_targets(hand_bars(), variants)
     ends = ["label_end_h1", "label_end_h3", "label_end_h6"]
-    assert frame.columns == ["timestamp", *[v.variant_id for v in variants], *ends]
+    labels_and_moves = [
+        name for v in variants for name in (v.variant_id, move_column(v.variant_id))
+    ]
+    assert frame.columns == ["timestamp", *labels_and_moves, *ends]
     assert frame.height == N_HAND
     # every row's label end is the h-th next bar of the symbol; past the data: never
     stamps = hand_bars()["timestamp"].dt.replace_time_zone(None).to_list()
@@ -341,7 +346,8 @@ def test_build_targets_one_frame_per_group(
     assert len(targets) == 8
     for gid, frame in targets.items():
         ends = ["label_end_h3", "label_end_h12"]
-        assert frame.columns == ["timestamp", *[v.variant_id for v in groups[gid]], *ends]
+        paired = [n for v in groups[gid] for n in (v.variant_id, move_column(v.variant_id))]
+        assert frame.columns == ["timestamp", *paired, *ends]
         assert frame.height == 600
         for variant in groups[gid]:
             column = frame[variant.variant_id]
@@ -390,3 +396,29 @@ def test_build_targets_uses_only_requested_symbols(
     bars, grid, _ = random_targets
     only = build_targets(bars, grid, ["BBB"])
     assert sorted(only) == ["BBB_w10_high", "BBB_w10_low", "BBB_w3_high", "BBB_w3_low"]
+
+
+def test_moves_agree_with_labels_and_the_close_to_close_rule() -> None:
+    """+1 / -1 exactly for breakout / reversion, inside (-1, 1) for neither, where it is the
+    horizon's close-to-close move over b*sigma (sign towards the breakout barrier)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    high, low = close * 1.004, close * 0.996
+    sigma = trailing_sigma(close, 5)
+    checked = {0: 0, 1: 0, 2: 0}
+    for swing_type, direction in (("high", 1.0), ("low", -1.0)):
+        labels, moves = barrier_outcomes(high, low, close, sigma, swing_type, 1.0, [4])
+        label, move = labels[4], moves[4]
+        for t in range(40, n - 4):
+            if label[t] == 1:
+                assert move[t] == 1.0
+            elif label[t] == 2:
+                assert move[t] == -1.0
+            elif label[t] == 0 and not np.isnan(move[t]) and abs(move[t]) < 0.999:
+                expected = direction * (close[t + 4] - close[t]) / sigma[t]
+                assert move[t] == pytest.approx(expected)
+            else:
+                continue
+            checked[int(label[t])] += 1
+    assert min(checked.values()) > 10, checked

@@ -220,3 +220,10 @@ def test_time_budget_is_respected(family: ModelFamily) -> None:
     elapsed = time.perf_counter() - started
     assert elapsed < 0.5 + 3.0, (family.name, elapsed)
     assert model.best_iteration < budget.rounds
+
+
+def test_every_family_has_its_own_grade_benchmarks(family: ModelFamily) -> None:
+    from alphafactory.registry.grades import BENCHMARKS
+
+    assert family.name in BENCHMARKS, f"add {family.name} to registry.grades.BENCHMARKS"
+    assert BENCHMARKS[family.name]["ap"].poor > 1 / 3  # above chance for three classes

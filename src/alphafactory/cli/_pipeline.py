@@ -40,13 +40,22 @@ def run(
     force_retrain: Annotated[
         bool, typer.Option("--force-retrain", help="Ignore the model cache for production fits.")
     ] = False,
+    families: Annotated[
+        str | None,
+        typer.Option(help="Model families that compete: 'a,b' or 'all' (default: the env's)."),
+    ] = None,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local and print the run folder."""
     from pipelines.local import prepare_local_run, run_locally
 
     plan = guarded(
         lambda: prepare_local_run(
-            env, grid=grid, data=data, runs_dir=runs_dir, force_retrain=force_retrain
+            env,
+            grid=grid,
+            data=data,
+            runs_dir=runs_dir,
+            force_retrain=force_retrain,
+            families=families,
         )
     )
     console.print(

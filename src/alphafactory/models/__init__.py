@@ -19,22 +19,27 @@ from alphafactory.models._base import (
     Sample,
     check_sample,
     require,
+    validate_params,
 )
 from alphafactory.models._bundle import bundle_bytes, load_model, read_manifest, save_model
-from alphafactory.models._presets import preset_params, presets_of, validate_params
+from alphafactory.models._outcome import FAILED, FitResult
+from alphafactory.models._presets import chosen_preset, preset_params, presets_of
 from alphafactory.models._registry import FAMILIES, family
 
 __all__ = [
+    "FAILED",
     "FAMILIES",
     "N_CLASSES",
     "PRESETS",
     "FamilyParams",
     "FitBudget",
+    "FitResult",
     "FittedModel",
     "ModelFamily",
     "Sample",
     "bundle_bytes",
     "check_sample",
+    "chosen_preset",
     "family",
     "load_model",
     "preset_params",

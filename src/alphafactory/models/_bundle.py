@@ -3,7 +3,8 @@ and a `manifest.json` naming the family, its format, feature names and each file
 
 The chain of checksums is closed: the registry, the model cache and the train shard record
 the SHA-256 of the bundle file, and the manifest inside it records the SHA-256 of every
-payload file; `load_model` verifies both before the family reads a byte. Entries are written
+payload file; `load_model` verifies both before the family reads a byte (`bundle_from_bytes`
+does the same for a bundle nested in another, e.g. a stacking family's). Entries are written
 in a fixed order with a fixed timestamp, so the same model always gives the same bytes.
 """
 
@@ -15,7 +16,7 @@ import json
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from alphafactory.errors import ModelError
 from alphafactory.models._base import FittedModel, ModelFamily
@@ -72,8 +73,8 @@ def save_model(
 
 def read_manifest(path: Path | str) -> dict[str, Any]:
     """The manifest of a bundle (family, feature names, payload checksums, extras)."""
-    with _open(Path(path)) as archive:
-        return _manifest(archive, Path(path))
+    with _open(Path(path), Path(path).name) as archive:
+        return _manifest(archive, Path(path).name)
 
 
 def load_model(path: Path | str, sha256: str | None = None) -> FittedModel:
@@ -83,59 +84,82 @@ def load_model(path: Path | str, sha256: str | None = None) -> FittedModel:
     cache manifest or the train shard): checked first. Then each payload file is checked
     against the manifest; a bundle with files it does not declare is refused.
     """
-    from alphafactory.models._registry import family as family_named
-
     path = Path(path)
     if sha256 is not None:
         verify_checksum(path, sha256)
-    with _open(path) as archive:
-        manifest = _manifest(archive, path)
+    return _load(path, path.name)
+
+
+def bundle_from_bytes(
+    payload: bytes, sha256: str | None = None, *, label: str = "nested bundle"
+) -> FittedModel:
+    """`load_model` for a bundle held in memory, e.g. one nested in a stacking family's bundle.
+
+    `sha256`, when given, is the digest `payload` must have; the payload files are then
+    checked against the bundle's manifest exactly as `load_model` does. `label` names the
+    bundle in error messages.
+    """
+    if sha256 is not None and _sha256(payload) != sha256.lower():
+        raise ModelError(
+            f"{label} has sha256 {_sha256(payload)} but {sha256} was recorded: it was modified "
+            "or corrupted; retrain the model or download it again"
+        )
+    return _load(stdio.BytesIO(payload), label)
+
+
+def _load(source: Path | BinaryIO, label: str) -> FittedModel:
+    # through the package, not `_registry` itself: stacking families that nest bundles are
+    # registered there, and the package is fully imported by the time a model is loaded
+    from alphafactory.models import family as family_named
+
+    with _open(source, label) as archive:
+        manifest = _manifest(archive, label)
         declared = dict(manifest.get("files", {}))
         present = set(archive.namelist()) - {MANIFEST}
         if present != set(declared):
             raise ModelError(
-                f"{path.name}: bundle holds {sorted(present)} but its manifest declares "
+                f"{label}: bundle holds {sorted(present)} but its manifest declares "
                 f"{sorted(declared)}; the file was altered, retrain or re-download it"
             )
-        files = {name: _member(archive, path, name) for name in sorted(declared)}
+        files = {name: _member(archive, label, name) for name in sorted(declared)}
     for name, digest in declared.items():
         if _sha256(files[name]) != digest:
             raise ModelError(
-                f"{path.name}: checksum mismatch for {name} inside the bundle; the model was "
+                f"{label}: checksum mismatch for {name} inside the bundle; the model was "
                 "altered, retrain or re-download it"
             )
     chosen = family_named(str(manifest.get("family", "")))
     return chosen.load(files, manifest)
 
 
-def _open(path: Path) -> zipfile.ZipFile:
+def _open(source: Path | BinaryIO, label: str) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
+        return zipfile.ZipFile(source)
     except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
+        raise ModelError(f"{source}: model file not found") from None
     except zipfile.BadZipFile:
         raise ModelError(
-            f"{path.name}: not an alphafactory model bundle (a zip with {MANIFEST}); "
+            f"{label}: not an alphafactory model bundle (a zip with {MANIFEST}); "
             "retrain it with this version"
         ) from None
 
 
-def _member(archive: zipfile.ZipFile, path: Path, name: str) -> bytes:
+def _member(archive: zipfile.ZipFile, label: str, name: str) -> bytes:
     if archive.getinfo(name).file_size > MAX_MEMBER_BYTES:
-        raise ModelError(f"{path.name}: member {name} is larger than {MAX_MEMBER_BYTES} bytes")
+        raise ModelError(f"{label}: member {name} is larger than {MAX_MEMBER_BYTES} bytes")
     return archive.read(name)
 
 
-def _manifest(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+def _manifest(archive: zipfile.ZipFile, label: str) -> dict[str, Any]:
     try:
-        manifest = json.loads(_member(archive, path, MANIFEST))
+        manifest = json.loads(_member(archive, label, MANIFEST))
     except KeyError:
-        raise ModelError(f"{path.name}: bundle has no {MANIFEST}; retrain the model") from None
+        raise ModelError(f"{label}: bundle has no {MANIFEST}; retrain the model") from None
     except ValueError as exc:
-        raise ModelError(f"{path.name}: {MANIFEST} is not JSON ({exc})") from None
+        raise ModelError(f"{label}: {MANIFEST} is not JSON ({exc})") from None
     version = manifest.get("bundle_format") if isinstance(manifest, dict) else None
     if version != BUNDLE_FORMAT:
         raise ModelError(
-            f"{path.name}: unknown bundle format {version!r} (this version reads {BUNDLE_FORMAT})"
+            f"{label}: unknown bundle format {version!r} (this version reads {BUNDLE_FORMAT})"
         )
     return manifest

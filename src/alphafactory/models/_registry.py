@@ -5,9 +5,28 @@ from __future__ import annotations
 
 from alphafactory.errors import ConfigError
 from alphafactory.models._base import ModelFamily
+from alphafactory.models.ensemble import EnsembleFamily
+from alphafactory.models.ftrl import FTRLFamily
 from alphafactory.models.lightgbm import LightGBMFamily
+from alphafactory.models.meta import MetaFamily
+from alphafactory.models.ngboost import NGBoostFamily
+from alphafactory.models.quantile import QuantileLightGBMFamily
+from alphafactory.models.reward import RewardFamily
+from alphafactory.models.xgboost import XGBoostFamily
 
-FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (LightGBMFamily(),)}
+FAMILIES: dict[str, ModelFamily] = {
+    family.name: family
+    for family in (
+        LightGBMFamily(),
+        EnsembleFamily(),
+        MetaFamily(),
+        FTRLFamily(),
+        RewardFamily(),
+        QuantileLightGBMFamily(),
+        XGBoostFamily(),
+        NGBoostFamily(),
+    )
+}
 
 
 def family(name: str) -> ModelFamily:

@@ -33,6 +33,7 @@ TAG_PIPELINE_RUN = "pipeline_run_id"
 TAG_SELECTION_START = "selection_start"
 TAG_TEST_START = "test_start"
 TAG_SKILL = "skill"
+TAG_PRESET = "preset"
 TAG_SKILL_P = "skill_p_adjusted"
 SKILL_YES, SKILL_NO = "yes", "no"
 

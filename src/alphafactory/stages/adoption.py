@@ -6,28 +6,47 @@ training period only, so the selection period judges the search without having f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import Plan, RunLayout
-from alphafactory.models.lightgbm.shard import FitResult, GroupData, fit_variant
-from alphafactory.paired import paired_ap_test
+from alphafactory.models import FitResult, Sample, family
+from alphafactory.models.lightgbm.shard import GroupData, fit_variant
+from alphafactory.paired import PairedResult, paired_ap_test
 from alphafactory.stages.common import Matrix
-from alphafactory.stages.fitting import default_params, load_group
+from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
+from alphafactory.stages.fitting import default_params, family_params, load_group
 from alphafactory.targets.variants import Variant
 
-#: The parameters stages 2-4 tune; every other parameter stays at its stage-1 value.
+LIGHTGBM = "lightgbm"
+#: The LightGBM parameters stages 2-4 tune; every other parameter stays at its stage-1 value.
 TUNED_KEYS = ("num_leaves", "max_depth", "feature_fraction", "learning_rate", "lambda_l1")
 
 
-def with_tuned(defaults: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
-    """The defaults with the tuned keys of `best` in their place."""
-    return {**defaults, **{k: best[k] for k in TUNED_KEYS if k in best}}
+def with_tuned(
+    defaults: dict[str, Any], best: dict[str, Any], family_name: str = LIGHTGBM
+) -> dict[str, Any]:
+    """The defaults with the tuned keys of `best` (the family's searched ones) in their place."""
+    keys = (
+        TUNED_KEYS if family_name == LIGHTGBM else tuple(family(family_name).search_space(2).grids)
+    )
+    return {**defaults, **{k: best[k] for k in keys if k in best}}
 
 
-def production_params(config: EnvironmentConfig, tuned: dict[str, Any]) -> dict[str, Any]:
-    """A group's parameters as the production fit uses them: with the production learning rate."""
+def family_defaults(config: EnvironmentConfig, family_name: str) -> dict[str, Any]:
+    """Stage-1 parameters of a family: LightGBM's fixed ones plus preset, else the preset."""
+    return default_params(config) if family_name == LIGHTGBM else family_params(config, family_name)
+
+
+def production_params(
+    config: EnvironmentConfig, tuned: dict[str, Any], family_name: str = LIGHTGBM
+) -> dict[str, Any]:
+    """A group's parameters as the production fit uses them: LightGBM at the production
+    learning rate (`train.learning_rate`); other families as tuned."""
+    if family_name != LIGHTGBM:
+        return dict(tuned)
     return {**tuned, "learning_rate": config.train.learning_rate}
 
 
@@ -49,33 +68,79 @@ def adoption(
     matrix: Matrix,
     variant: Variant,
     candidate: dict[str, Any],
+    family_name: str = LIGHTGBM,
 ) -> dict[str, Any]:
     """Whether the tuned `candidate` earns its place over the stage-1 defaults.
 
     Both are fitted exactly as the production fit will be (train period, early stopping on
-    the selection period, production learning rate and rounds) and scored by AP on the
-    selection period; the candidate is adopted only when it beats the defaults by
-    `tune.adopt_margin`. The test period is not involved.
+    the selection period, production rounds; LightGBM at the production learning rate) and
+    scored by AP on the selection period; the candidate is adopted only when it beats the
+    defaults by `tune.adopt_margin`, significantly. The test period is not involved.
     """
-    margin = config.tune.adopt_margin
     if not candidate:
         return {"adopted": False, "reason": "no tuned parameters"}
-    group = load_group(layout, plan, matrix, config, [variant])
-    if group is None:
+    fit = _selection_fitter(config, layout, plan, matrix, variant, family_name)
+    if fit is None:
         return {"adopted": False, "reason": "no rows on one side of the selection split"}
-    defaults = default_params(config)
-
-    def selection_fit(params: dict[str, Any]) -> FitResult:
-        return production_fit(config, group, variant.variant_id, production_params(config, params))
-
-    default_fit, tuned_fit = selection_fit(defaults), selection_fit(with_tuned(defaults, candidate))
+    defaults = family_defaults(config, family_name)
+    tuned = with_tuned(defaults, candidate, family_name)
+    default_fit, tuned_fit = fit(defaults), fit(tuned)
     labels, first, second = (
         default_fit.valid_labels, default_fit.valid_probabilities, tuned_fit.valid_probabilities
     )  # fmt: skip
     if labels is None or first is None or second is None:
         return {"adopted": False, "reason": f"the selection fit failed ({default_fit.status})"}
-    paired = paired_ap_test(labels, first, second, seed=config.data.seed)
-    alpha = config.tune.adopt_alpha
+    return _verdict(config, paired_ap_test(labels, first, second, seed=config.data.seed),
+                    default_fit, tuned_fit, candidate)  # fmt: skip
+
+
+def _selection_fitter(
+    config: EnvironmentConfig,
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    variant: Variant,
+    family_name: str,
+) -> Callable[[dict[str, Any]], FitResult] | None:
+    """Parameters -> the production-protocol fit of `variant` (None: no rows to fit on)."""
+    if family_name == LIGHTGBM:
+        group = load_group(layout, plan, matrix, config, [variant])
+        if group is None:
+            return None
+        return lambda params: production_fit(
+            config, group, variant.variant_id, production_params(config, params)
+        )
+    train, valid = variant_samples(layout, plan, matrix, config, variant)
+    if len(train) == 0 or len(valid) == 0:
+        return None
+    return lambda params: production_family_fit(
+        config, family_name, variant.variant_id, train, valid, params
+    )
+
+
+def production_family_fit(
+    config: EnvironmentConfig,
+    family_name: str,
+    variant_id: str,
+    train: Sample,
+    valid: Sample,
+    params: dict[str, Any],
+) -> FitResult:
+    """The production protocol for a family fitted through the protocol: production rounds
+    and patience, early stopping on the selection period."""
+    budget = fit_budget(config, config.train.num_rounds, config.train.early_stopping)
+    return fit_family(config, family_name, variant_id, train, valid, params, budget,
+                      keep_model=True)  # fmt: skip
+
+
+def _verdict(
+    config: EnvironmentConfig,
+    paired: PairedResult,
+    default_fit: FitResult,
+    tuned_fit: FitResult,
+    candidate: dict[str, Any],
+) -> dict[str, Any]:
+    margin, alpha = config.tune.adopt_margin, config.tune.adopt_alpha
     large = math.isfinite(paired.gain) and paired.gain >= margin
     adopted = large and (alpha >= 1 or paired.p_value < alpha)
     return {
@@ -99,10 +164,13 @@ def adoption_of(layout: RunLayout, gid: str) -> dict[str, Any]:
     return dict(io.read_json(uri)["units"].get(gid, {}).get("adoption", {}))
 
 
-def tuned_params(config: EnvironmentConfig, layout: RunLayout, gid: str) -> dict[str, Any]:
+def tuned_params(
+    config: EnvironmentConfig, layout: RunLayout, gid: str, family_name: str = LIGHTGBM
+) -> dict[str, Any]:
     """The group's final parameters: the tuned candidate when stage 4 adopted it, else the
-    stage-1 defaults."""
+    stage-1 defaults of its family."""
     verdict = adoption_of(layout, gid)
+    defaults = family_defaults(config, family_name)
     if verdict.get("adopted"):
-        return with_tuned(default_params(config), verdict["params"])
-    return default_params(config)
+        return with_tuned(defaults, verdict["params"], family_name)
+    return defaults

@@ -21,9 +21,11 @@ from alphafactory.data.splits import (
 )
 from alphafactory.features import target_derived_columns
 from alphafactory.layout import Plan, RunLayout
+from alphafactory.models import preset_params
 from alphafactory.models.lightgbm.family import DATASET_PARAMS, fixed_params
 from alphafactory.models.lightgbm.shard import GroupData, build_group, variant_rows
 from alphafactory.stages.common import Matrix
+from alphafactory.targets.swing import move_column
 from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
@@ -70,15 +72,21 @@ def load_group(
     )
 
 
-def read_targets(layout: RunLayout, variants: Sequence[Variant]) -> pl.DataFrame:
-    """The group's targets: timestamps, the variants' labels and their label ends."""
+def read_targets(
+    layout: RunLayout, variants: Sequence[Variant], *, moves: bool = False
+) -> pl.DataFrame:
+    """The group's targets: timestamps, the variants' labels and their label ends; with
+    `moves`, each event's realised move too (`targets.swing.move_column`)."""
     horizons = sorted({v.horizon for v in variants})
+    uri = layout.targets(variants[0].group_id)
+    extra = [move_column(v.variant_id) for v in variants] if moves else []
     return io.read_parquet(
-        layout.targets(variants[0].group_id),
+        uri,
         [
             "timestamp",
             *[v.variant_id for v in variants],
             *[label_end_column(h) for h in horizons],
+            *extra,
         ],
     )
 
@@ -87,7 +95,7 @@ def period_rows(
     layout: RunLayout, plan: Plan, config: EnvironmentConfig, variant: Variant
 ) -> tuple[pl.DataFrame, PeriodMasks]:
     """One variant's targets frame and its train / selection / test masks."""
-    targets = read_targets(layout, [variant])
+    targets = read_targets(layout, [variant], moves=True)
     masks = variant_masks(
         targets, variant.variant_id, variant.horizon, plan.periods, config.split.embargo_bars
     )
@@ -106,12 +114,14 @@ def base_params(config: EnvironmentConfig) -> dict[str, Any]:
     }
 
 
+def family_params(config: EnvironmentConfig, name: str) -> dict[str, Any]:
+    """The environment's preset of family `name` with its overrides, validated."""
+    return preset_params(name, config.models.preset, config.models.overrides.get(name))
+
+
 def default_params(config: EnvironmentConfig) -> dict[str, Any]:
-    """Stage-1 parameters: the fixed ones plus the defaults of the tuned space."""
-    return {
-        **base_params(config),
-        "num_leaves": config.tune.num_leaves,
-        "max_depth": config.tune.max_depth,
-        "learning_rate": config.tune.learning_rate,
-        "lambda_l1": 0.0,
-    }
+    """Stage-1 LightGBM parameters: the fixed ones plus the LightGBM preset. The shard sets
+    min_child_samples per variant (1 % of its training rows), so the preset's is dropped."""
+    preset = family_params(config, "lightgbm")
+    preset.pop("min_child_samples", None)
+    return {**base_params(config), **preset}

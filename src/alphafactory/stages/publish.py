@@ -33,6 +33,7 @@ from alphafactory.registry import (
 from alphafactory.registry.records import (
     SKILL_NO,
     SKILL_YES,
+    TAG_PRESET,
     TAG_SELECTION_START,
     TAG_SKILL,
     TAG_SKILL_P,
@@ -184,6 +185,7 @@ def _publish_one(
         group=gid,
         extra_tags={
             TAG_SKILL: SKILL_YES if skill.skill else SKILL_NO,
+            TAG_PRESET: str(fitted.get("preset", "")),
             TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
             TAG_SELECTION_START: periods["selection_start"],
             TAG_TEST_START: periods["test_start"],

@@ -46,6 +46,7 @@ def winner_rows(
                 "group": gid,
                 "planted": None if truth is None else ("planted" if truth.get(gid) else "noise"),
                 "variant": stage1.get(gid, {}).get("variant_id"),
+                "family": stage1.get(gid, {}).get("family", "lightgbm"),
                 "params": "tuned" if verdict.get("adopted") else "default",
                 "params_reason": verdict.get("reason", "stages 2-4 did not run"),
                 "selection_ap": _finite(fitted.get("average_precision")),
@@ -63,6 +64,33 @@ def winner_rows(
     return rows
 
 
+def family_rows(layout: RunLayout, plan: Plan) -> tuple[list[str], list[list[str]]]:
+    """Families that fitted in stage 1 and, per group, each family's best selection AP (over
+    the variants it fitted; `*` marks the group's winner, `failed` a family that never fit)."""
+    table = io.read_json(layout.path("tune", "stage1", "variants.json"))
+    winners = io.read_json(layout.tune_winners(1))["winners"]
+    names = sorted({str(r.get("family", "lightgbm")) for r in table if "family" in r})
+    best: dict[tuple[str, str], float] = {}
+    tried: set[tuple[str, str]] = set()
+    for row in table:
+        key = (row["group_id"], str(row.get("family", "lightgbm")))
+        tried.add(key)
+        score = row.get("average_precision")
+        if row["status"] == "ok" and isinstance(score, float) and score == score:
+            best[key] = max(score, best.get(key, -1.0))
+    rows = []
+    for gid in sorted(plan.groups, key=natural_key):
+        won = winners.get(gid, {}).get("family")
+        cells = []
+        for name in names:
+            if (gid, name) in best:
+                cells.append(f"{best[(gid, name)]:.4f}{' *' if name == won else ''}")
+            else:
+                cells.append("failed" if (gid, name) in tried else "—")
+        rows.append([gid, *cells])
+    return names, rows
+
+
 def planted_groups(layout: RunLayout) -> dict[str, bool] | None:
     """Group id -> planted, from the synthetic generator's ground truth (None: real data)."""
     if not io.exists(layout.ground_truth):
@@ -75,6 +103,7 @@ COLUMNS = (
     ("group", "group"),
     ("ground truth", "planted"),
     ("winning variant", "variant"),
+    ("family", "family"),
     ("params", "params"),
     ("test AP", "test_ap"),
     ("baseline AP", "baseline_ap"),
@@ -221,6 +250,15 @@ def write_report(
     keys = [key for _, key in COLUMNS]
     budget = budget_lines(layout)
     defaults = [f"{r['group']}: {r['params_reason']}" for r in rows if r["params"] == "default"]
+    families, family_table = family_rows(layout, plan)
+    family_md = [
+        "## Families per group (selection-period AP of stage 1; * = winner)",
+        "",
+        "| group | " + " | ".join(families) + " |",
+        "|" + "---|" * (len(families) + 1),
+        *["| " + " | ".join(cells) + " |" for cells in family_table],
+        "",
+    ] if len(families) > 1 else []  # fmt: skip
     markdown = [
         "# alphafactory run report",
         "",
@@ -236,6 +274,7 @@ def write_report(
         "",
         *[f"- {note}" for note in NOTES],
         "",
+        *family_md,
         "## Groups that kept the stage-1 defaults",
         "",
         *[f"- {line}" for line in defaults],
@@ -264,7 +303,22 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,td
 <h2>Test-period results</h2><table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>
 {table}</table><ul>{items(list(NOTES))}</ul>
 <h2>Test AP against the no-skill baseline (red tick)</h2>{ap_chart_svg(rows)}
+{_family_html(families, family_table)}
 <h2>Groups that kept the stage-1 defaults</h2><ul>{items(defaults)}</ul>
 <h2>Tuning budget</h2><ul>{items(budget)}</ul>
 {_study_charts(layout)}</body></html>"""
     io.write_text(layout.path("report.html"), page)
+
+
+def _family_html(families: list[str], rows: list[list[str]]) -> str:
+    if len(families) < 2:
+        return ""
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in ["group", *families])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+        for cells in rows
+    )
+    return (
+        "<h2>Families per group (selection-period AP of stage 1; * = winner)</h2>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )

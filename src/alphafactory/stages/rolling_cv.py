@@ -15,6 +15,7 @@ from alphafactory.data.folds import rolling_folds
 from alphafactory.data.splits import enough_rows
 from alphafactory.errors import DataError
 from alphafactory.layout import Plan, RunLayout
+from alphafactory.models import Sample
 from alphafactory.models.lightgbm.shard import GroupData, build_group, fit_variant
 from alphafactory.stages.common import Matrix
 from alphafactory.stages.fitting import dataset_params, period_rows, usable_columns
@@ -35,35 +36,50 @@ def fit_score(
     return fit
 
 
-def fold_groups(
-    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
-) -> list[GroupData]:
-    """One binned dataset per rolling fold of the variant's training rows (stage 3)."""
+def usable_folds(
+    layout: RunLayout, plan: Plan, config: EnvironmentConfig, variant: Variant
+) -> tuple[pl.DataFrame, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The variant's targets, its usable rolling folds over the training period as masks over
+    the targets' rows (fewer than two: none), and the rows' (embargoed) label ends."""
     targets, masks = period_rows(layout, plan, config, variant)
-    training = masks.train
+    training = np.flatnonzero(masks.train)
     stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()[training]
-    ends = masks.label_ends[training]
     labels = targets[variant.variant_id].to_numpy()[training]
-    rows = np.searchsorted(matrix.timeline, stamps)
     try:
-        folds = rolling_folds(stamps, config.tune.n_folds, label_ends=ends)
+        folds = rolling_folds(stamps, config.tune.n_folds, label_ends=masks.label_ends[training])
     except DataError as exc:
         log.warning("stage 3: %s has no usable folds (%s)", variant.variant_id, exc)
-        return []
-    columns = usable_columns(matrix, variant)
-    names = [matrix.names[i] for i in columns]
+        return targets, [], masks.label_ends
     usable = [f for f in folds if fold_is_usable(f, labels, config.tune.min_rows)]
     if len(usable) < 2:
         log.info("stage 3: %s has %d usable folds; using the single split", variant.variant_id,
                  len(usable))  # fmt: skip
-        return []
+        return targets, [], masks.label_ends
+
+    def on_targets(mask: np.ndarray) -> np.ndarray:
+        full = np.zeros(targets.height, dtype=bool)
+        full[training[mask]] = True
+        return full
+
+    return targets, [(on_targets(t), on_targets(v)) for t, v in usable], masks.label_ends
+
+
+def fold_groups(
+    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
+) -> list[GroupData]:
+    """One binned dataset per rolling fold of the variant's training rows (stage 3)."""
+    targets, folds, _ = usable_folds(layout, plan, config, variant)
+    stamps = targets["timestamp"].cast(pl.Datetime("us")).to_numpy()
+    labels = targets[variant.variant_id].fill_null(0).to_numpy().astype(np.int32)
+    rows = np.searchsorted(matrix.timeline, stamps)
+    columns = usable_columns(matrix, variant)
+    names = [matrix.names[i] for i in columns]
     built = []
-    for train_mask, valid_mask in usable:
+    for train_mask, valid_mask in folds:
         train_rows, valid_rows = rows[train_mask], rows[valid_mask]
         per_variant = {
             variant.variant_id: (
-                train_rows, labels[train_mask].astype(np.int32),
-                valid_rows, labels[valid_mask].astype(np.int32),
+                train_rows, labels[train_mask], valid_rows, labels[valid_mask]
             )
         }  # fmt: skip
         built.append(
@@ -79,6 +95,16 @@ def fold_groups(
             )  # fmt: skip
         )
     return built
+
+
+def fold_samples(
+    layout: RunLayout, plan: Plan, matrix: Matrix, config: EnvironmentConfig, variant: Variant
+) -> list[tuple[Sample, Sample]]:
+    """The same rolling folds as (train, valid) Samples, for families other than LightGBM."""
+    from alphafactory.stages.family_fit import masked_samples
+
+    targets, folds, ends = usable_folds(layout, plan, config, variant)
+    return [masked_samples(matrix, targets, variant, t, v, ends) for t, v in folds]
 
 
 def fold_is_usable(fold: tuple[np.ndarray, np.ndarray], labels: np.ndarray, min_rows: int) -> bool:

@@ -13,7 +13,8 @@ import numpy as np
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import RunLayout, read_plan
-from alphafactory.models.lightgbm.shard import FitResult, GroupData, fit_many, fit_variant
+from alphafactory.models import FitResult
+from alphafactory.models.lightgbm.shard import GroupData, fit_many, fit_variant
 from alphafactory.stages.common import load_matrix
 from alphafactory.stages.fitting import base_params, load_group
 from alphafactory.targets.variants import Variant
@@ -31,8 +32,9 @@ def screened_variants(variants: Sequence[Variant], per_group: int) -> list[Varia
 
 def top_features(group: GroupData, result: FitResult, top_k: int) -> list[str]:
     """Names of the `top_k` features by total gain (features never used are left out)."""
-    assert result.booster is not None
-    gains = result.booster.feature_importance(importance_type="gain")
+    assert result.model is not None
+    gains = result.model.feature_importance()
+    assert gains is not None, "the screen model is LightGBM, which has gain importance"
     order = np.argsort(-gains, kind="stable")
     return [group.feature_names[i] for i in order[:top_k] if gains[i] > 0]
 

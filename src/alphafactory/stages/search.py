@@ -31,18 +31,19 @@ import optuna
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.data.splits import tuning_periods
+from alphafactory.data.splits import enough_rows, tuning_periods
 from alphafactory.layout import Plan, RunLayout, read_plan
+from alphafactory.models import Sample, family
 from alphafactory.models.lightgbm.shard import check_variant
 from alphafactory.stages.adoption import adoption
 from alphafactory.stages.common import Matrix, load_matrix
-from alphafactory.stages.fitting import base_params, default_params, load_group
-from alphafactory.stages.rolling_cv import fit_score, fold_groups
+from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
+from alphafactory.stages.fitting import base_params, default_params, family_params, load_group
+from alphafactory.stages.rolling_cv import fit_score, fold_groups, fold_samples
 from alphafactory.targets.variants import Variant
 from alphafactory.tuning import (
     Budget,
     StudyFileMirror,
-    broad_space,
     cv_objective,
     default_pruner,
     enqueue_params,
@@ -59,6 +60,7 @@ from alphafactory.tuning import (
 from alphafactory.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
+LIGHTGBM = "lightgbm"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -77,6 +79,11 @@ def stage_units(plan: Plan, winners: dict[str, dict[str, Any]], stage: int) -> d
     return {f"w{window}": gid for window, gid in sorted(best.items())}
 
 
+def winner_family(winners: dict[str, dict[str, Any]], gid: str) -> str:
+    """The family of a group's stage-1 winner (runs before families were recorded: LightGBM)."""
+    return str(winners[gid].get("family", LIGHTGBM))
+
+
 def winner_variant(plan: Plan, winners: dict[str, dict[str, Any]], gid: str) -> Variant:
     return plan.variant(gid, winners[gid]["variant_id"])
 
@@ -89,8 +96,11 @@ def _objective(
     matrix: Matrix,
     variant: Variant,
     space: SearchSpace,
+    family_name: str = LIGHTGBM,
 ) -> tuple[Callable[[optuna.Trial], float] | None, int]:
     """The stage's objective for one variant and its number of training rows."""
+    if family_name != LIGHTGBM:
+        return _family_objective(stage, config, layout, plan, matrix, variant, space, family_name)
     patience = config.tune.stage_early_stopping[stage]
     fixed = base_params(config)
     min_rows = config.tune.min_rows
@@ -112,15 +122,58 @@ def _objective(
     return split_objective(space, fit, n_train, fixed), n_train
 
 
+def _family_objective(
+    stage: int,
+    config: EnvironmentConfig,
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    variant: Variant,
+    space: SearchSpace,
+    family_name: str,
+) -> tuple[Callable[[optuna.Trial], float] | None, int]:
+    """The same objectives for a family fitted through the protocol (no per-round pruning:
+    only LightGBM reports rounds to Optuna; stage 3 still prunes after each fold)."""
+    budget = fit_budget(config, config.tune.num_rounds, config.tune.stage_early_stopping[stage])
+    fixed = family_params(config, family_name)
+
+    def scorer(train: Sample, valid: Sample) -> Callable[[dict[str, Any], list[Any]], float]:
+        def fit(params: dict[str, Any], _callbacks: list[Any]) -> float:
+            return fit_family(
+                config, family_name, variant.variant_id, train, valid, params, budget
+            ).average_precision
+
+        return fit
+
+    folds = fold_samples(layout, plan, matrix, config, variant) if stage == 3 else []
+    if folds:
+        n_train = int(np.mean([len(train) for train, _ in folds]))
+        return cv_objective(space, [scorer(t, v) for t, v in folds], None, fixed), n_train
+    inner = tuning_periods(matrix.timeline, plan.periods, config.split.selection_fraction)
+    train, valid = variant_samples(layout, plan, matrix, config, variant, periods=inner)
+    if not enough_rows(len(train), len(valid), config.tune.min_rows):
+        log.info("stage %d: %s has too few rows to tune on", stage, variant.variant_id)
+        return None, 0
+    objective = split_objective(space, scorer(train, valid), None, fixed, prune=False)
+    return objective, len(train)
+
+
 def unit_space(
-    stage: int, gid: str, plan: Plan, previous: dict[str, Any], window_key: str
+    stage: int,
+    gid: str,
+    plan: Plan,
+    previous: dict[str, Any],
+    window_key: str,
+    family_name: str = LIGHTGBM,
 ) -> tuple[SearchSpace, list[dict[str, Any]]]:
-    """The unit's search space and the points to warm-start it with."""
-    broad = broad_space()
+    """The unit's search space (its family's) and the points to warm-start it with; stage 3
+    narrows to its window's stage-2 top points only when they searched the same family."""
+    broad = family(family_name).search_space(stage)
     if stage == 2:
         return broad, []
     if stage == 3:
-        learned = previous.get(window_key, {}).get("top_params", [])
+        same = previous.get(window_key, {}).get("family", LIGHTGBM) == family_name
+        learned = previous.get(window_key, {}).get("top_params", []) if same else []
         if not learned:
             return broad, []
         return narrowed_space(broad, learned), learned
@@ -144,15 +197,16 @@ def run_search_shard(
     results: dict[str, Any] = {}
     for position, (unit, gid) in enumerate(units.items()):
         variant = winner_variant(plan, winners, gid)
+        family_name = winner_family(winners, gid)
         unit_budget = budget.shard(stage, len(units) - position)
         results[unit] = _search_unit(
-            config, layout, plan, matrix, stage, unit, variant, previous, unit_budget
+            config, layout, plan, matrix, stage, unit, variant, previous, unit_budget, family_name
         )
         if stage == 4:
             candidate = results[unit]["best_params"] or previous.get(gid, {}).get("best_params")
             with unit_budget.meter(stage, config.parallelism.lgbm_threads, trials=0):
                 results[unit]["adoption"] = adoption(
-                    config, layout, plan, matrix, variant, candidate or {}
+                    config, layout, plan, matrix, variant, candidate or {}, family_name
                 )
         budget.absorb(stage, unit_budget)
     io.write_json(layout.tune_shard(stage, shard), {"units": results, "budget": budget.to_dict()})
@@ -175,11 +229,17 @@ def _search_unit(
     variant: Variant,
     previous: dict[str, Any],
     budget: Budget,
+    family_name: str = LIGHTGBM,
 ) -> dict[str, Any]:
-    space, warm = unit_space(stage, variant.group_id, plan, previous, f"w{variant.window}")
-    objective, n_train = _objective(stage, config, layout, plan, matrix, variant, space)
-    empty = {"group_id": variant.group_id, "variant_id": variant.variant_id, "trials": 0,
-             "best_value": math.nan, "best_params": {}, "top_params": []}  # fmt: skip
+    space, warm = unit_space(
+        stage, variant.group_id, plan, previous, f"w{variant.window}", family_name
+    )
+    objective, n_train = _objective(
+        stage, config, layout, plan, matrix, variant, space, family_name
+    )
+    empty = {"group_id": variant.group_id, "variant_id": variant.variant_id,
+             "family": family_name, "trials": 0, "best_value": math.nan, "best_params": {},
+             "top_params": []}  # fmt: skip
     if objective is None:
         return empty
     name = f"stage{stage}-{unit}"
@@ -196,7 +256,11 @@ def _search_unit(
             pruner=fold_pruner() if stage == 3 else default_pruner(),
         )
         if stage == 2:
-            warm = [snap_to_space(default_params(config), space)]
+            defaults = (
+                default_params(config) if family_name == LIGHTGBM
+                else family_params(config, family_name)
+            )  # fmt: skip
+            warm = [snap_to_space(defaults, space)]
         enqueue_params(study, warm, space)
         run = run_trials(
             study, objective, budget, stage, config.tune.stage_trials[stage],

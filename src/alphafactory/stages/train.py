@@ -15,13 +15,18 @@ from alphafactory import __version__, io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import MODEL_FILE, Plan, RunLayout, read_plan
 from alphafactory.metrics import class_confusion
-from alphafactory.models import FittedModel, family, save_model
-from alphafactory.models.lightgbm.shard import FitResult
+from alphafactory.models import FitResult, FittedModel, chosen_preset, family, save_model
 from alphafactory.registry.cache import ModelCache
 from alphafactory.registry.checksums import sha256_file
 from alphafactory.skill import skill_test
-from alphafactory.stages.adoption import production_fit, production_params, tuned_params
+from alphafactory.stages.adoption import (
+    production_family_fit,
+    production_fit,
+    production_params,
+    tuned_params,
+)
 from alphafactory.stages.common import Matrix, load_matrix
+from alphafactory.stages.family_fit import variant_samples
 from alphafactory.stages.fitting import load_group, period_rows, usable_columns
 from alphafactory.targets.swing import CLASS_NAMES
 from alphafactory.targets.variants import Variant
@@ -60,6 +65,7 @@ def importance_rows(model: FittedModel, top: int = 25) -> list[dict[str, Any]]:
 def describe_fit(result: FitResult) -> dict[str, Any]:
     """Metrics, confusion matrix, PR curves and feature importance of a production fit."""
     assert result.valid_labels is not None and result.valid_probabilities is not None
+    assert result.model is not None
     return {
         **result.summary(),
         "confusion_matrix": class_confusion(result.valid_labels, result.valid_probabilities),
@@ -80,8 +86,11 @@ def run_train_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict
         if gid not in winners:
             continue
         variant = plan.variant(gid, winners[gid]["variant_id"])
-        params = production_params(config, tuned_params(config, layout, gid))
-        trained[gid] = _train_group(layout, plan, matrix, config, variant, params)
+        family_name = str(winners[gid].get("family", "lightgbm"))
+        params = production_params(
+            config, tuned_params(config, layout, gid, family_name), family_name
+        )
+        trained[gid] = _train_group(layout, plan, matrix, config, variant, family_name, params)
     io.write_json(layout.train_shard(shard), trained)
     fitted = [t for t in trained.values() if t["status"] == "ok"]
     test_aps = [t["test"]["test_ap"] for t in fitted if np.isfinite(t["test"]["test_ap"])]
@@ -105,12 +114,15 @@ def _train_group(
     matrix: Matrix,
     config: EnvironmentConfig,
     variant: Variant,
+    family_name: str,
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Fit one winner, or take an identical earlier fit from the model cache."""
     key_parts = {
         "data_hash": plan.data_hash,
         "variant": variant.to_dict(),
+        "family": family_name,
+        "preset": chosen_preset(config.models.preset),
         "params": params,
         "features": matrix.names,
         "periods": plan.periods.to_dict(),
@@ -121,7 +133,7 @@ def _train_group(
     }
 
     def fit_into(folder: Path) -> dict[str, Any]:
-        return _fit_production(layout, plan, matrix, config, variant, params, folder)
+        return _fit_production(layout, plan, matrix, config, variant, family_name, params, folder)
 
     if "://" in layout.root:  # remote run folders (cluster runs) are not cached locally
         with tempfile.TemporaryDirectory() as folder:
@@ -147,18 +159,21 @@ def _fit_production(
     matrix: Matrix,
     config: EnvironmentConfig,
     variant: Variant,
+    family_name: str,
     params: dict[str, Any],
     folder: Path,
 ) -> dict[str, Any]:
-    group = load_group(layout, plan, matrix, config, [variant])
-    if group is None:
+    fitted = _production_result(layout, plan, matrix, config, variant, family_name, params)
+    if fitted is None:
         return {"variant_id": variant.variant_id, "status": "no_rows"}
-    result = production_fit(config, group, variant.variant_id, params)
-    if result.status != "ok" or result.booster is None:
-        return result.summary()
+    result, train_labels = fitted
     model = result.model
-    saved = save_model(model, family(model.family), folder / MODEL_FILE, {"params": params})
-    train_labels = group.rows[variant.variant_id].train_label
+    if result.status != "ok" or model is None:
+        return result.summary()
+    preset = chosen_preset(config.models.preset)
+    saved = save_model(
+        model, family(model.family), folder / MODEL_FILE, {"params": params, "preset": preset}
+    )
     test = score_test_period(layout, plan, matrix, config, variant, model, train_labels)
     log.info(
         "train: %s selection AP %.4f, test AP %s (baseline %s, p %.3f)",
@@ -168,11 +183,36 @@ def _fit_production(
     return {
         **describe_fit(result),
         "family": model.family,
+        "preset": preset,
         "sha256": sha256_file(saved),
         "variant": variant.to_dict(),
         "params": params,
         "test": test,
     }
+
+
+def _production_result(
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    config: EnvironmentConfig,
+    variant: Variant,
+    family_name: str,
+    params: dict[str, Any],
+) -> tuple[FitResult, np.ndarray] | None:
+    """The production fit (train period, early stopping on selection) and its training
+    labels; None when the variant has no rows on one side."""
+    if family_name == "lightgbm":
+        group = load_group(layout, plan, matrix, config, [variant])
+        if group is None:
+            return None
+        result = production_fit(config, group, variant.variant_id, params)
+        return result, group.rows[variant.variant_id].train_label
+    train, valid = variant_samples(layout, plan, matrix, config, variant)
+    if len(train) == 0 or len(valid) == 0:
+        return None
+    result = production_family_fit(config, family_name, variant.variant_id, train, valid, params)
+    return result, train.labels
 
 
 def events_in_test_period(

@@ -10,21 +10,17 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.layout import RunLayout, read_plan
+from alphafactory.layout import Plan, RunLayout, read_plan
+from alphafactory.models import FitResult
 from alphafactory.models.lightgbm.elimination import (
     HalvingSchedule,
     fit_group_halving,
     halve_groups,
 )
-from alphafactory.models.lightgbm.shard import (
-    FitResult,
-    GroupData,
-    GroupJob,
-    fit_groups,
-    fit_variant,
-)
-from alphafactory.stages.common import load_matrix
-from alphafactory.stages.fitting import default_params, load_group
+from alphafactory.models.lightgbm.shard import GroupData, GroupJob, fit_groups, fit_variant
+from alphafactory.stages.common import Matrix, load_matrix
+from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
+from alphafactory.stages.fitting import default_params, family_params, load_group
 from alphafactory.tuning import run_budget
 
 log = logging.getLogger(__name__)
@@ -93,19 +89,59 @@ def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[
                 for v in plan.groups[gid]
             )
             continue
+        results = [*results, *finalist_results(config, layout, plan, matrix, gid, results)]
         rows.extend({**r.summary(), "group_id": gid} for r in results)
-        log.info("tune stage 1: group %s done (%d variants)", gid, len(results))
+        log.info("tune stage 1: group %s done (%d fits)", gid, len(results))
     io.write_json(layout.tune_shard(1, shard), rows)
     fitted = [r for r in rows if r["status"] == "ok"]
     return {"variants_fitted": len(fitted), "variants_skipped": len(rows) - len(fitted)}
 
 
-def pick_winners(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Best variant per group by validation average precision (ties: smaller variant id)."""
+def finalists(results: list[FitResult], count: int) -> list[FitResult]:
+    """The `count` best LightGBM fits of a group by selection AP (0: every fitted one)."""
+    ranked = sorted(
+        (r for r in results if r.status == "ok" and math.isfinite(r.average_precision)),
+        key=lambda r: (-r.average_precision, r.variant_id),
+    )
+    return ranked if count == 0 else ranked[:count]
+
+
+def finalist_results(
+    config: EnvironmentConfig,
+    layout: RunLayout,
+    plan: Plan,
+    matrix: Matrix,
+    gid: str,
+    lightgbm_results: list[FitResult],
+) -> list[FitResult]:
+    """Every family but LightGBM on the group's LightGBM finalists, same rows and budget."""
+    others = [name for name in config.models.families if name != "lightgbm"]
+    if not others:
+        return []
+    budget = fit_budget(config, config.tune.num_rounds, config.tune.early_stopping)
+    results: list[FitResult] = []
+    for finalist in finalists(lightgbm_results, config.models.finalists_per_group):
+        variant = plan.variant(gid, finalist.variant_id)
+        train, valid = variant_samples(layout, plan, matrix, config, variant)
+        for name in others:
+            results.append(
+                fit_family(config, name, variant.variant_id, train, valid,
+                           family_params(config, name), budget)
+            )  # fmt: skip
+    return results
+
+
+def pick_winners(
+    rows: list[dict[str, Any]], families: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Best (variant, family) per group by selection-period AP among `families` (default:
+    any); ties go to the smaller variant id, then the family name."""
     winners: dict[str, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: r["variant_id"]):
+    for row in sorted(rows, key=lambda r: (r["variant_id"], r.get("family", "lightgbm"))):
         score = row.get("average_precision", math.nan)
         if row["status"] != "ok" or not math.isfinite(score):
+            continue
+        if families is not None and row.get("family", "lightgbm") not in families:
             continue
         best = winners.get(row["group_id"])
         if best is None or score > best["average_precision"]:
@@ -120,7 +156,7 @@ def run_select_winners(config: EnvironmentConfig, run_dir: str) -> dict[str, Any
     rows: list[dict[str, Any]] = []
     for shard in range(len(plan.shards)):
         rows.extend(io.read_json(layout.tune_shard(1, shard)))
-    winners = pick_winners(rows)
+    winners = pick_winners(rows, config.models.families)
     if not winners:
         raise RuntimeError("tune stage 1: no variant could be fitted; see the shard tables")
     budget = run_budget(config.tune.budget_core_seconds, config.tune.budget_shares)

@@ -33,6 +33,8 @@ from alphafactory.targets.variants import SwingType, Variant, expand_grid, group
 
 NEITHER, BREAKOUT, REVERSION = 0, 1, 2
 CLASS_NAMES = ("neither", "breakout", "reversion")
+#: Clip of a move that touched no barrier: strictly inside (-1, 1).
+_INSIDE = 0.999
 _UNKNOWN = -1
 
 
@@ -80,6 +82,11 @@ def first_touch(
     return first_up, first_down
 
 
+def move_column(variant_id: str) -> str:
+    """The targets column holding each event's realised move (`barrier_outcomes`)."""
+    return f"{variant_id}__move"
+
+
 def barrier_labels(
     high: np.ndarray,
     low: np.ndarray,
@@ -90,6 +97,26 @@ def barrier_labels(
     horizons: Sequence[int],
 ) -> dict[int, np.ndarray]:
     """Label per bar for each horizon: 0/1/2, or -1 where the outcome is unknown."""
+    labels, _ = barrier_outcomes(high, low, close, sigma, swing_type, move_threshold, horizons)
+    return labels
+
+
+def barrier_outcomes(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    sigma: np.ndarray,
+    swing_type: SwingType,
+    move_threshold: float,
+    horizons: Sequence[int],
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Labels (as `barrier_labels`) and realised moves per bar for each horizon.
+
+    The move is in units of the barrier distance b*sigma_t, positive towards the breakout
+    barrier: +1 when the breakout barrier is touched first, -1 for the reversion barrier, 0
+    when both are touched in the same bar, else the close-to-close move over the horizon,
+    clipped inside (-1, 1) so that label 1 <=> move >= 1 and label 2 <=> move <= -1.
+    """
     distance = move_threshold * sigma
     if swing_type == "high":
         upper, lower = high + distance, close - distance
@@ -103,7 +130,9 @@ def barrier_labels(
     )
     first_any = np.minimum(first_up, first_down)
     bars_left = len(high) - 1 - np.arange(len(high))
+    direction = 1.0 if swing_type == "high" else -1.0
     labels: dict[int, np.ndarray] = {}
+    moves: dict[int, np.ndarray] = {}
     for horizon in horizons:
         label = np.full(len(high), NEITHER, dtype=np.int8)
         touched = first_any <= horizon
@@ -111,7 +140,16 @@ def barrier_labels(
         label[touched & reversion_first] = REVERSION
         label[~touched & (bars_left < horizon)] = _UNKNOWN
         labels[horizon] = label
-    return labels
+        ahead = np.full(len(close), np.nan)
+        ahead[: max(0, len(close) - horizon)] = close[horizon:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drift = direction * (ahead - close) / distance
+        move = np.clip(drift, -_INSIDE, _INSIDE)
+        move[touched] = 0.0  # both barriers in one bar, unless one came first (below)
+        move[label == BREAKOUT] = 1.0
+        move[label == REVERSION] = -1.0
+        moves[horizon] = move
+    return labels, moves
 
 
 def group_targets(bars_one_symbol: pl.DataFrame, variants: Sequence[Variant]) -> pl.DataFrame:
@@ -125,15 +163,20 @@ def group_targets(bars_one_symbol: pl.DataFrame, variants: Sequence[Variant]) ->
     sigma = trailing_sigma(close, window)
     horizons = sorted({v.horizon for v in variants})
     columns: dict[str, pl.Series] = {"timestamp": bars_one_symbol["timestamp"]}
-    by_move: dict[float, dict[int, np.ndarray]] = {}
+    by_move: dict[float, tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = {}
     for variant in variants:
         if variant.move_threshold not in by_move:
-            by_move[variant.move_threshold] = barrier_labels(
+            by_move[variant.move_threshold] = barrier_outcomes(
                 high, low, close, sigma, swing_type, variant.move_threshold, horizons
             )
-        label = by_move[variant.move_threshold][variant.horizon]
+        labels, moves = by_move[variant.move_threshold]
+        label = labels[variant.horizon]
         event = is_extreme & (excursion >= variant.std_threshold) & (label != _UNKNOWN)
         columns[variant.variant_id] = _masked(variant.variant_id, label, event)
+        name = move_column(variant.variant_id)
+        columns[name] = pl.Series(name, moves[variant.horizon], dtype=pl.Float32).set(
+            pl.Series(~event), None
+        )
     stamps = bars_one_symbol["timestamp"].cast(pl.Datetime("us")).to_numpy()
     for horizon in horizons:
         ends = pl.Series(label_end_column(horizon), bars_ahead(stamps, horizon))

@@ -73,12 +73,16 @@ def min_child_samples(n_train_rows: int) -> int:
     return max(MIN_CHILD_FLOOR, round(MIN_CHILD_FRACTION * n_train_rows))
 
 
-def suggest_params(trial: optuna.Trial, space: SearchSpace, n_train_rows: int) -> dict[str, Any]:
-    """Ask `trial` for one point of `space`; adds min_child_samples for `n_train_rows` rows."""
+def suggest_params(
+    trial: optuna.Trial, space: SearchSpace, n_train_rows: int | None = None
+) -> dict[str, Any]:
+    """Ask `trial` for one point of `space`; with `n_train_rows` (LightGBM spaces), adds
+    min_child_samples for that many training rows."""
     params: dict[str, Any] = {
         name: trial.suggest_categorical(name, list(grid)) for name, grid in space.grids.items()
     }
-    params["min_child_samples"] = min_child_samples(n_train_rows)
+    if n_train_rows is not None:
+        params["min_child_samples"] = min_child_samples(n_train_rows)
     return params
 
 

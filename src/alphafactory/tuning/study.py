@@ -262,7 +262,7 @@ class LightGBMPruningCallback:
 def split_objective(
     space: SearchSpace,
     fit: TrialFit,
-    n_train_rows: int,
+    n_train_rows: int | None,
     fixed: Mapping[str, Any] | None = None,
     *,
     prune: bool = True,
@@ -283,7 +283,7 @@ def split_objective(
 def cv_objective(
     space: SearchSpace,
     fold_fits: Sequence[TrialFit],
-    n_train_rows: int,
+    n_train_rows: int | None,
     fixed: Mapping[str, Any] | None = None,
     *,
     prune: bool = True,

@@ -41,8 +41,9 @@ import lightgbm as lgb
 import numpy as np
 
 from alphafactory.metrics import average_precision
+from alphafactory.models import FitResult
+from alphafactory.models.lightgbm.family import LightGBMModel
 from alphafactory.models.lightgbm.shard import (
-    FitResult,
     GroupData,
     GroupJob,
     check_variant,
@@ -172,7 +173,7 @@ def _advance(
 def _release(state: _State, keep_model: bool, group: GroupData) -> None:
     """End a variant: keep its model only when asked and only when it finished."""
     if keep_model and state.result.status == "ok" and state.booster is not None:
-        state.result.booster = state.booster
+        state.result.model = LightGBMModel(state.booster, state.result.best_iteration)
         state.result.valid_probabilities = state.probabilities
         state.result.valid_labels = group.rows[state.result.variant_id].valid_label
     else:

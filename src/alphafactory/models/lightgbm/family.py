@@ -65,7 +65,6 @@ class LightGBMParams(FamilyParams):
     lambda_l2: float = Field(0.0, ge=0)
     #: None: 1 % of the training rows, at least 5 (`tuning.space.min_child_samples`).
     min_child_samples: int | None = Field(None, ge=1)
-    max_bin: int = Field(255, ge=2, le=65535)
 
 
 class LightGBMModel(FittedModel):
@@ -125,13 +124,9 @@ class LightGBMFamily(ModelFamily):
         check_sample(valid, "lightgbm validation rows", need_classes=1)
         chosen = self.validate(params)
         leaf = chosen.pop("min_child_samples") or min_child_samples(len(train))
-        full = {
-            **fixed_params(budget.threads, budget.seed, chosen["max_bin"]),
-            **chosen,
-            "min_child_samples": leaf,
-        }
+        full = {**fixed_params(budget.threads, budget.seed), **chosen, "min_child_samples": leaf}
         names = list(train.feature_names)
-        binning = {"max_bin": chosen["max_bin"], "verbosity": -1, "feature_pre_filter": False}
+        binning = dict(DATASET_PARAMS)
         train_set = lgb.Dataset(
             train.features, label=train.labels, weight=train.weights, feature_name=names,
             params=binning, free_raw_data=True,

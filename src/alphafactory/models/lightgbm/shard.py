@@ -24,6 +24,7 @@ import polars as pl
 
 from alphafactory.data.splits import RowSplit, enough_rows
 from alphafactory.metrics import average_precision
+from alphafactory.models._outcome import SINGLE_CLASS, TOO_FEW_ROWS, FitResult
 from alphafactory.models.lightgbm.family import (
     LightGBMModel,
 )
@@ -44,40 +45,6 @@ class VariantRows:
     train_label: np.ndarray
     valid_index: np.ndarray
     valid_label: np.ndarray
-
-
-@dataclass
-class FitResult:
-    """What one variant fit produced."""
-
-    variant_id: str
-    status: str
-    average_precision: float = float("nan")
-    best_iteration: int = 0
-    n_train: int = 0
-    n_valid: int = 0
-    seconds: float = 0.0
-    booster: lgb.Booster | None = field(default=None, repr=False)
-    valid_probabilities: np.ndarray | None = field(default=None, repr=False)
-    valid_labels: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def model(self) -> LightGBMModel:
-        """The kept booster behind the family protocol (fits with `keep_model` only)."""
-        if self.booster is None:
-            raise ValueError(f"{self.variant_id}: the fit kept no model (status {self.status})")
-        return LightGBMModel(self.booster, self.best_iteration)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "variant_id": self.variant_id,
-            "status": self.status,
-            "average_precision": self.average_precision,
-            "best_iteration": self.best_iteration,
-            "n_train": self.n_train,
-            "n_valid": self.n_valid,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass
@@ -190,12 +157,13 @@ def check_variant(group: GroupData, variant_id: str, min_rows: int) -> FitResult
     """A fresh result, marked `too_few_rows` or `single_class` when the variant cannot be fit."""
     rows = group.rows[variant_id]
     result = FitResult(
-        variant_id, "ok", n_train=len(rows.train_index), n_valid=len(rows.valid_index)
-    )
+        variant_id, "ok", LightGBMModel.family, n_train=len(rows.train_index),
+        n_valid=len(rows.valid_index),
+    )  # fmt: skip
     if not enough_rows(result.n_train, result.n_valid, min_rows):
-        result.status = "too_few_rows"
+        result.status = TOO_FEW_ROWS
     elif len(np.unique(rows.train_label)) < 2 or len(np.unique(rows.valid_label)) < 2:
-        result.status = "single_class"
+        result.status = SINGLE_CLASS
     return result
 
 
@@ -237,7 +205,7 @@ def fit_variant(
     result.average_precision = average_precision(rows.valid_label, np.asarray(probabilities))
     result.seconds = time.perf_counter() - started
     if keep_model:
-        result.booster = booster
+        result.model = LightGBMModel(booster, result.best_iteration)
         result.valid_probabilities = np.asarray(probabilities)
         result.valid_labels = rows.valid_label
     return result
