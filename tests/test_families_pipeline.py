@@ -135,3 +135,31 @@ def test_families_option_names_the_unknown_family() -> None:
     assert with_families(config, "xgboost, ftrl").models.families == ["xgboost", "ftrl"]
     with pytest.raises(ConfigError, match=r"--families 'lgbm': unknown family 'lgbm'; use 'all'"):
         with_families(config, "lgbm")
+
+
+@pytest.mark.slow
+def test_models_benchmark_scores_a_non_lightgbm_model_as_its_test_period(
+    finished: tuple[EnvironmentConfig, Path], tmp_path: Path
+) -> None:
+    """`models benchmark` on the run's own bars: the out-of-sample AP it prints for each
+    non-LightGBM model is the test AP the registry recorded (same events, same model)."""
+    from alphafactory.data.bars import write_bars
+    from alphafactory.stages.prepare import load_source_bars
+
+    config, run_dir = finished
+    bars_file = tmp_path / "bars.parquet"
+    write_bars(load_source_bars(config)[0], str(bars_file))
+    registry = ModelRegistry(root=run_dir.parent / "registry")
+    others = [m for m in registry.list_models() if m.model_type != "lightgbm"]
+    assert others, "the tiny run registered no model of another family"
+    for model in others:
+        result = CliRunner().invoke(
+            app,
+            ["models", "benchmark", "--models", model.model_id, str(bars_file),
+             "--runs-dir", str(run_dir.parent)],
+            env={"COLUMNS": "300"},
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.output.splitlines() if "out-of-sample" in line)
+        printed = float(re.findall(r"\d\.\d{4}", row)[0])
+        assert printed == pytest.approx(registry.info(model.model_id).metrics["ap"], abs=6e-5)

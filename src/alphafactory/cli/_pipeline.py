@@ -85,6 +85,7 @@ def _print_winners(run_dir: Path, config: EnvironmentConfig) -> None:
         ("group", "left", "group"),
         ("truth", "left", "planted"),
         ("winning variant", "left", "variant"),
+        ("family", "left", "family"),
         ("params", "left", "params"),
         ("test AP", "right", "test_ap"),
         ("baseline", "right", "baseline_ap"),
