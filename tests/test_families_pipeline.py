@@ -161,5 +161,6 @@ def test_models_benchmark_scores_a_non_lightgbm_model_as_its_test_period(
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         row = next(line for line in result.output.splitlines() if "out-of-sample" in line)
-        printed = float(re.findall(r"\d\.\d{4}", row)[0])
+        cells = [cell.strip() for cell in row.split("│")]  # model .. to, AP, grade
+        printed = float(cells[7])
         assert printed == pytest.approx(registry.info(model.model_id).metrics["ap"], abs=6e-5)
