@@ -260,3 +260,28 @@ def test_ensemble_round_trips_its_bytes_exactly(saved: dict[str, bytes]) -> None
         Ensemble.from_bytes(ensemble.to_bytes(), N_FEATURES).predict_proba(rows.features),
         ensemble.predict_proba(rows.features),
     )
+
+
+def test_a_nan_threshold_sends_present_values_right_as_scikit_learn_does(
+    saved: dict[str, bytes],
+) -> None:
+    """scikit-learn writes a NaN threshold for a "missing vs the rest" split on a column whose
+    present values are all equal (seen on 6 of 36 local-dev finalists); `x <= NaN` is false,
+    so every present value goes right. Such a model loads and routes exactly like one whose
+    threshold is -inf (present values right, missing ones as `missing_go_to_left`)."""
+    with np.load(stdio.BytesIO(saved[TREES_FILE]), allow_pickle=False) as archive:
+        threshold, left = archive["threshold"].copy(), archive["children_left"]
+    assert left[0] >= 0  # the first tree's root is an inner node
+    with_nan, with_minus_inf = threshold.copy(), threshold.copy()
+    with_nan[0], with_minus_inf[0] = np.nan, -np.inf
+    nan_model = FAMILY.load(_replaced(saved, threshold=with_nan), {})
+    reference = FAMILY.load(_replaced(saved, threshold=with_minus_inf), {})
+    rows = TEST.features.astype(np.float64)
+    rows[::3, :] = np.nan  # missing rows take the stored missing direction in both
+    np.testing.assert_array_equal(
+        nan_model.ensemble.leaf_values(rows), reference.ensemble.leaf_values(rows)
+    )
+    original = FAMILY.load(saved, {})
+    assert not np.array_equal(
+        original.ensemble.leaf_values(rows)[:, 0], nan_model.ensemble.leaf_values(rows)[:, 0]
+    )

@@ -203,8 +203,11 @@ class Ensemble:
             _refuse("a child link points backwards or outside its tree")
         if np.any(inner & ((self.feature < 0) | (self.feature >= n_features))):
             _refuse(f"a split uses a feature outside 0..{n_features - 1}")
-        if np.any(np.isnan(self.threshold[inner])) or not np.all(np.isfinite(self.value)):
-            _refuse("thresholds must not be NaN and leaf values must be finite")
+        # A NaN threshold is legitimate: scikit-learn writes one for a split of "missing vs
+        # the rest" on a column whose other values are all equal; `x <= NaN` is false, so
+        # every present value goes right, as in scikit-learn's own traversal.
+        if not np.all(np.isfinite(self.value)):
+            _refuse("leaf values must be finite")
 
 
 def _refuse(problem: str) -> None:
