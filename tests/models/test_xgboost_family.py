@@ -16,7 +16,7 @@ from alphafactory.errors import ConfigError, DataError, ModelError
 from alphafactory.metrics import average_precision
 from alphafactory.models import FitBudget, Sample
 from alphafactory.models.xgboost import GroupMatrix, XGBoostFamily, XGBoostModel
-from alphafactory.models.xgboost.family import (
+from alphafactory.models.xgboost.core import (
     MODEL_FILE,
     _time_limit,
     booster_params,
@@ -311,3 +311,25 @@ def test_a_model_is_its_bytes() -> None:
     np.testing.assert_array_equal(
         again.predict_proba(TEST.features), model.predict_proba(TEST.features)
     )
+
+
+def test_group_fitter_shares_one_sketch_and_matches_direct_fits_on_the_same_rows() -> None:
+    """Two variants on the same training rows (so the union's bins are each variant's own):
+    the group fitter's models predict exactly as `fit` on each variant alone, and it needs the
+    rows' timestamps to match them into the union."""
+    family = XGBoostFamily()
+    base, valid = make_sample(700, seed=11), make_sample(250, seed=12, start="2024-03-01")
+    flipped = dataclasses.replace(base, labels=((base.labels + 1) % 3).astype(np.int32))
+    params = {"max_depth": 3, "learning_rate": 0.2}
+    budget = FitBudget(rounds=25, early_stopping=5, threads=1, seed=4)
+    shared = family.group_fitter([base, flipped], params, budget)
+    assert shared is not None
+    for train in (base, flipped):
+        via_group = shared(train, valid, params, budget)
+        direct = family.fit(train, valid, params, budget)
+        np.testing.assert_array_equal(
+            via_group.predict_proba(valid.features), direct.predict_proba(valid.features)
+        )
+    no_stamps = dataclasses.replace(base, timestamps=None)
+    assert family.group_fitter([no_stamps, flipped], params, budget) is None
+    assert family.group_fitter([base], params, budget) is None  # nothing to share

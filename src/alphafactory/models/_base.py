@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -180,6 +180,21 @@ class ModelFamily(ABC):
         """`params` checked against the family's parameter model, defaults filled in."""
         return validate_params(self, params)
 
+    def group_fitter(
+        self, trains: Sequence[Sample], params: Mapping[str, Any], budget: FitBudget
+    ) -> GroupFit | None:
+        """A `fit` that shares work across several variants of one group (whose training rows
+        are `trains`, in time order; rows with the same timestamp share their features), e.g.
+        one binning; None (the default) when the family has nothing to share."""
+        return None
+
+    def checked(self, train: Sample, valid: Sample, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The first step of every `fit`: refuse rows it cannot learn from (training) or be
+        early-stopped on (validation), and return the validated parameters."""
+        check_sample(train, f"{self.name} training rows")
+        check_sample(valid, f"{self.name} validation rows", need_classes=1)
+        return self.validate(params)
+
 
 class FamilyParams(BaseModel):
     """Base of every family's parameter model: unknown parameters are an error."""
@@ -190,7 +205,11 @@ class FamilyParams(BaseModel):
 def validate_params(family: ModelFamily, params: Mapping[str, Any]) -> dict[str, Any]:
     """`params` checked by the family's parameter model (defaults filled in); an unknown or
     invalid parameter fails with one line naming it and what is allowed."""
-    model = family.params
+    return validate_with(family.name, family.params, params)
+
+
+def validate_with(name: str, model: type[BaseModel], params: Mapping[str, Any]) -> dict[str, Any]:
+    """`validate_params` for a family known by its name and parameter model only."""
     try:
         return model.model_validate(dict(params)).model_dump()
     except ValidationError as exc:
@@ -198,9 +217,12 @@ def validate_params(family: ModelFamily, params: Mapping[str, Any]) -> dict[str,
         field = ".".join(str(part) for part in error["loc"]) or "?"
         if error["type"] == "extra_forbidden":
             raise ConfigError(
-                f"{family.name} parameter '{field}' is unknown; allowed: "
-                f"{', '.join(model.model_fields)}"
+                f"{name} parameter '{field}' is unknown; allowed: {', '.join(model.model_fields)}"
             ) from None
         raise ConfigError(
-            f"{family.name} parameter '{field}'={error.get('input')!r}: {error['msg']}"
+            f"{name} parameter '{field}'={error.get('input')!r}: {error['msg']}"
         ) from None
+
+
+#: fit(train, valid, params, budget) of one variant through a family's shared group structure.
+GroupFit = Callable[[Sample, Sample, Mapping[str, Any], FitBudget], FittedModel]

@@ -17,7 +17,7 @@ from alphafactory.data.splits import Periods, enough_rows, variant_masks
 from alphafactory.errors import AlphaFactoryError
 from alphafactory.layout import Plan, RunLayout
 from alphafactory.metrics import average_precision
-from alphafactory.models import FAILED, FitBudget, FitResult, Sample, family
+from alphafactory.models import FAILED, FitBudget, FitResult, GroupFit, Sample, family
 from alphafactory.models._isolation import fit_isolated
 from alphafactory.models._outcome import SINGLE_CLASS, TOO_FEW_ROWS
 from alphafactory.stages.common import Matrix
@@ -91,12 +91,14 @@ def fit_family(
     budget: FitBudget,
     *,
     keep_model: bool = False,
+    shared: GroupFit | None = None,
 ) -> FitResult:
     """Fit one variant with `family_name` and score it by AP on `valid`.
 
     Too few rows or a single class give that status without a fit; a fit that raises one of
     the project's errors or, under `models.isolation: process`, crashes, is killed or times
-    out, gives status `failed` with the reason, so the caller's shard goes on.
+    out, gives status `failed` with the reason, so the caller's shard goes on. `shared` is
+    the family's group fitter (`ModelFamily.group_fitter`), used in-process only.
     """
     result = FitResult(variant_id, "ok", family_name, n_train=len(train), n_valid=len(valid))
     if not enough_rows(result.n_train, result.n_valid, config.tune.min_rows):
@@ -114,7 +116,7 @@ def fit_family(
                 memory_mb=config.models.fit_memory_mb,
             )  # fmt: skip
         else:
-            model = chosen.fit(train, valid, params, budget)
+            model = (shared or chosen.fit)(train, valid, params, budget)
         probabilities = model.predict_proba(valid.features)
     except AlphaFactoryError as exc:
         log.warning("%s %s: fit failed: %s", family_name, variant_id, exc)

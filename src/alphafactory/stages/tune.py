@@ -10,8 +10,9 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.errors import AlphaFactoryError
 from alphafactory.layout import Plan, RunLayout, read_plan
-from alphafactory.models import FitResult
+from alphafactory.models import FitBudget, FitResult, GroupFit, Sample, family
 from alphafactory.models.lightgbm.elimination import (
     HalvingSchedule,
     fit_group_halving,
@@ -119,16 +120,32 @@ def finalist_results(
     if not others:
         return []
     budget = fit_budget(config, config.tune.num_rounds, config.tune.early_stopping)
+    chosen = finalists(lightgbm_results, config.models.finalists_per_group)
+    samples = {
+        r.variant_id: variant_samples(layout, plan, matrix, config, plan.variant(gid, r.variant_id))
+        for r in chosen
+    }
     results: list[FitResult] = []
-    for finalist in finalists(lightgbm_results, config.models.finalists_per_group):
-        variant = plan.variant(gid, finalist.variant_id)
-        train, valid = variant_samples(layout, plan, matrix, config, variant)
-        for name in others:
+    for name in others:
+        params = family_params(config, name)
+        shared = shared_fitter(name, [train for train, _ in samples.values()], params, budget)
+        for variant_id, (train, valid) in samples.items():
             results.append(
-                fit_family(config, name, variant.variant_id, train, valid,
-                           family_params(config, name), budget)
-            )  # fmt: skip
+                fit_family(config, name, variant_id, train, valid, params, budget, shared=shared)
+            )
     return results
+
+
+def shared_fitter(
+    name: str, trains: list[Sample], params: dict[str, Any], budget: FitBudget
+) -> GroupFit | None:
+    """The family's group fitter for these finalists (e.g. XGBoost's one quantile sketch), or
+    None when it has none or cannot build one (then each variant fits on its own)."""
+    try:
+        return family(name).group_fitter(trains, params, budget)
+    except AlphaFactoryError as exc:
+        log.info("%s: no shared group fit (%s); fitting variants one by one", name, exc)
+        return None
 
 
 def pick_winners(

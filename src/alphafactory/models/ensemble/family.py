@@ -49,7 +49,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
     require,
 )
 from alphafactory.models._oof import TimeShare, fold_work, out_of_fold
@@ -329,9 +328,7 @@ class EnsembleFamily(ModelFamily):
         self, train: Sample, valid: Sample, params: Mapping[str, Any], budget: FitBudget
     ) -> EnsembleModel:
         threadpoolctl = require("threadpoolctl", "core")
-        check_sample(train, "ensemble training rows")
-        check_sample(valid, "ensemble validation rows", need_classes=1)
-        p = self.validate(params)
+        p = self.checked(train, valid, params)
         train, valid = as_float32(train), as_float32(valid)
         folds = p["oof_folds"]
         work = fold_work(train, folds)  # refuses samples without timestamps before fitting

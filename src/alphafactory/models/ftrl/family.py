@@ -33,7 +33,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
 )
 from alphafactory.models.ftrl.ftrl import FTRLState, Hyper, Scaler, log_loss, one_hot, softmax
 from alphafactory.tuning.space import SearchSpace
@@ -110,9 +109,7 @@ class FTRLFamily(ModelFamily):
         self, train: Sample, valid: Sample, params: Mapping[str, Any], budget: FitBudget
     ) -> FTRLModel:
         started = time.perf_counter()
-        check_sample(train, "ftrl training rows")
-        check_sample(valid, "ftrl validation rows", need_classes=1)
-        chosen = self.validate(params)
+        chosen = self.checked(train, valid, params)
         hyper = Hyper(chosen["alpha"], chosen["beta"], chosen["l1"], chosen["l2"])
         scaler = Scaler.fit(train.features)
         design, onehot = scaler.design(train.features), one_hot(train.labels)

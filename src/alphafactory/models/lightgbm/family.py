@@ -19,7 +19,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
     require,
 )
 from alphafactory.tuning.space import SOURCE_GRIDS, SearchSpace, min_child_samples
@@ -120,9 +119,7 @@ class LightGBMFamily(ModelFamily):
         self, train: Sample, valid: Sample, params: Mapping[str, Any], budget: FitBudget
     ) -> LightGBMModel:
         lgb = require("lightgbm", "core")
-        check_sample(train, "lightgbm training rows")
-        check_sample(valid, "lightgbm validation rows", need_classes=1)
-        chosen = self.validate(params)
+        chosen = self.checked(train, valid, params)
         leaf = chosen.pop("min_child_samples") or min_child_samples(len(train))
         full = {**fixed_params(budget.threads, budget.seed), **chosen, "min_child_samples": leaf}
         names = list(train.feature_names)

@@ -49,7 +49,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
     require,
 )
 from alphafactory.models._bundle import bundle_bytes, bundle_from_bytes
@@ -263,9 +262,7 @@ class MetaFamily(ModelFamily):
         from alphafactory.models import preset_params
 
         threadpoolctl = require("threadpoolctl", "core")
-        check_sample(train, "meta training rows")
-        check_sample(valid, "meta validation rows", need_classes=1)
-        p = self.validate(params)
+        p = self.checked(train, valid, params)
         train, valid = as_float32(train), as_float32(valid)
         names = train.feature_names
         context = _columns(p["context_features"], names, "context_features")

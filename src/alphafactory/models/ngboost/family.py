@@ -33,7 +33,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
     require,
 )
 from alphafactory.models.ngboost.trees import TREES_FILE, Ensemble, from_ngboost
@@ -187,8 +186,7 @@ class NGBoostFamily(ModelFamily):
         self, train: Sample, valid: Sample, params: Mapping[str, Any], budget: FitBudget
     ) -> NGBoostModel:
         started = time.perf_counter()
-        check_sample(train, "ngboost training rows")
-        check_sample(valid, "ngboost validation rows", need_classes=1)
+        chosen = self.checked(train, valid, params)
         missing = sorted(set(range(N_CLASSES)) - set(np.unique(train.labels).tolist()))
         if missing:
             raise DataError(
@@ -196,7 +194,6 @@ class NGBoostFamily(ModelFamily):
                 f"categorical distribution needs all {N_CLASSES} classes (pick a variant "
                 "with more events or another family)"
             )
-        chosen = self.validate(params)
         model, n_stages = fit_ngboost(train, valid, chosen, budget, started=started)
         ensemble = from_ngboost(model, n_stages, len(train.feature_names))
         return NGBoostModel(tuple(train.feature_names), ensemble)

@@ -27,7 +27,6 @@ from alphafactory.models._base import (
     FittedModel,
     ModelFamily,
     Sample,
-    check_sample,
     require,
 )
 from alphafactory.models.lightgbm.family import DATASET_PARAMS, LightGBMParams, _time_limit
@@ -154,9 +153,7 @@ class QuantileLightGBMFamily(ModelFamily):
     ) -> QuantileModel:
         lgb = require("lightgbm", "core")
         started = time.perf_counter()
-        check_sample(train, "quantile_lightgbm training rows")
-        check_sample(valid, "quantile_lightgbm validation rows", need_classes=1)
-        chosen = self.validate(params)
+        chosen = self.checked(train, valid, params)
         levels: tuple[float, ...] = chosen.pop("levels")
         leaf = chosen.pop("min_child_samples") or min_child_samples(len(train))
         base = {

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from alphafactory.errors import DataError, ModelError
-from alphafactory.models._base import FitBudget, ModelFamily, Sample, check_sample, require
+from alphafactory.models._base import FitBudget, ModelFamily, Sample, require
 from alphafactory.models.lightgbm.family import (
     MODEL_TEXT,
     LightGBMFamily,
@@ -110,9 +110,7 @@ class RewardFamily(ModelFamily):
     def fit(
         self, train: Sample, valid: Sample, params: Mapping[str, Any], budget: FitBudget
     ) -> RewardModel:
-        check_sample(train, "reward training rows")
-        check_sample(valid, "reward validation rows", need_classes=1)
-        chosen = self.validate(params)
+        chosen = self.checked(train, valid, params)
         floor, cap, power = (chosen.pop(name) for name in _WEIGHTING)
         weighted = [
             dataclasses.replace(

@@ -34,13 +34,13 @@ import numpy as np
 
 from alphafactory.errors import ConfigError, DataError
 from alphafactory.models._base import N_CLASSES, FitBudget, Sample, check_sample, require
-from alphafactory.models.xgboost.family import (
+from alphafactory.models.xgboost.core import (
     EXTRA,
-    XGBoostFamily,
     XGBoostModel,
     check_names,
     fit_matrix,
     valid_matrix,
+    validate_xgboost,
 )
 
 
@@ -103,7 +103,7 @@ class GroupMatrix:
                 "xgboost variant: validation features differ from the group's "
                 f"{list(self.feature_names)}; build them from the same columns"
             )
-        chosen = XGBoostFamily().validate(params)
+        chosen = validate_xgboost(params)
         if chosen["max_bin"] != self.max_bin:
             raise ConfigError(
                 f"xgboost parameter 'max_bin'={chosen['max_bin']} differs from the group "
