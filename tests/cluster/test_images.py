@@ -63,17 +63,32 @@ def test_image_installs_under_the_project_constraints(name: str) -> None:
     assert installs and 'pip install --no-cache-dir -c constraints.txt "${wheel}[' in installs[0]
 
 
+def runtime_extras() -> set[str]:
+    """The extras `make install` puts in the venv, less `dev`: what the images must hold too,
+    so a family that runs in the venv runs in the image."""
+    found = re.search(r"^EXTRAS := (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert found, "Makefile has no EXTRAS line"
+    return set(found.group(1).split(",")) - {"dev"}
+
+
+def image_extras(text: str) -> set[str]:
+    found = re.findall(r'"\$\{wheel\}\[([a-z,]+)\]"', text)
+    assert len(found) == 1, found
+    return set(found[0].split(","))
+
+
 def test_cpu_image_uses_cpu_torch_and_extras() -> None:
     text = (IMAGES / "cpu.Dockerfile").read_text()
     assert "download.pytorch.org/whl/cpu" in text
-    assert "[cloud,registry,xgboost]" in text
+    assert image_extras(text) == runtime_extras()
+    assert {"xgboost", "ngboost"} <= image_extras(text)
     assert "torch]" not in text  # the [torch] extra would pull CUDA wheels from PyPI
 
 
 def test_gpu_image_uses_cuda_runtime_base_and_torch_extra() -> None:
     text = (IMAGES / "gpu.Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:[\w.-]*runtime[\w.-]*@sha256:", text, re.M)
-    assert "[cloud,registry,xgboost,torch]" in text
+    assert image_extras(text) == runtime_extras() | {"torch"}
 
 
 def test_dockerignore_keeps_context_small() -> None:
