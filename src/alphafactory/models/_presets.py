@@ -53,6 +53,7 @@ def preset_params(
     """The validated parameters of `family_name`'s preset with `overrides` on top."""
     from alphafactory.models._registry import family
 
+    chosen = family(family_name)  # an unknown family is named before anything else
     name = chosen_preset(preset)
     merged = {**presets_of(family_name)[name], **dict(overrides or {})}
-    return validate_params(family(family_name), merged)
+    return validate_params(chosen, merged)
