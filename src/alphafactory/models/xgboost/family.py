@@ -1,13 +1,6 @@
-"""XGBoost behind the family protocol: `hist` multiclass trees (`multi:softprob`) stored in
-XGBoost's own UBJSON format.
-
-A fit early-stops on the validation rows' `mlogloss` (patience `budget.early_stopping`),
-stops at `budget.rounds` trees per class or when `budget.seconds` have passed (a
-`TrainingCallback`), and keeps only the trees up to the best iteration: the stored booster
-predicts with all of its trees, so a loaded model predicts exactly as the fitted one. NaN is
-XGBoost's missing value; each split learns the direction missing values take.
-`GroupMatrix` (`group.py`) fits many variants of a group on the bins of one quantile sketch
-through `fit_matrix`, the training step shared with `XGBoostFamily.fit`.
+"""The XGBoost family (`XGBoostFamily`): fits, loads and searches through the parts in
+`core.py` (model, parameters, training step; the format and stopping rules are described
+there) and shares one quantile sketch across a group's variants through `group.py`.
 """
 
 from __future__ import annotations
