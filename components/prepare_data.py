@@ -17,11 +17,12 @@ def resolve_run_dir(run_dir: str, run_root: str, job_id: str) -> str:
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def prepare_data(config_json: str, run_dir: str, metrics: Output[Metrics]) -> str:
     """Features with hygiene filters, swing targets per group, and the run plan."""
-    from alphafactory.runtime import config_from_json, log_metrics, setup_logging
+    from alphafactory.runtime import config_from_json, log_metrics, setup_logging, task_failures
     from alphafactory.stages import run_prepare
 
     setup_logging()
-    log_metrics(metrics, run_prepare(config_from_json(config_json), run_dir))
+    with task_failures(run_dir, "prepare-data"):
+        log_metrics(metrics, run_prepare(config_from_json(config_json), run_dir))
     return run_dir
 
 

@@ -22,6 +22,7 @@ from alphafactory.config import (
     with_full_grid,
 )
 from alphafactory.errors import ConfigError
+from alphafactory.layout import RunLayout
 from alphafactory.targets.variants import expand_grid, group_variants
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
@@ -43,6 +44,16 @@ class LocalRunOutcome:
     run_dir: Path
     error: str = ""
     seconds: float = 0.0
+
+
+def task_causes(run_dir: Path) -> list[str]:
+    """`<task>: <exception line>` for every task that recorded its traceback in the run folder."""
+    folder = Path(RunLayout(str(run_dir)).errors)
+    causes = []
+    for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        causes.append(f"{path.stem}: {lines[-1] if lines else 'failed'} (traceback: {path})")
+    return causes
 
 
 def with_families(config: EnvironmentConfig, families: str) -> EnvironmentConfig:
@@ -129,8 +140,12 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
     except Exception as exc:  # a failed task surfaces as a RuntimeError from kfp.local
         failed = working.with_name(f"{plan.run_id}.failed")
         working.rename(failed)
-        (failed / "ERROR.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+        causes = task_causes(failed)
+        (failed / "ERROR.txt").write_text(
+            "\n".join([f"{type(exc).__name__}: {exc}", *causes]) + "\n"
+        )
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = "\n".join([message, *causes])
         return LocalRunOutcome(False, failed, message, time.perf_counter() - started)
     finally:  # kfp.local installs its own root handlers; do not leak them into the caller
         root_logger.handlers[:] = saved_handlers

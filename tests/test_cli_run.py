@@ -156,3 +156,23 @@ def test_unknown_environment_lists_available_ones() -> None:
     result = runner.invoke(app, ["run", "--env", "nowhere"])
     assert result.exit_code == 2
     assert "unknown environment 'nowhere'" in result.output and "local-dev" in result.output
+
+
+def test_failed_task_names_its_exception_and_keeps_the_traceback(tmp_path: Path) -> None:
+    """A task that raises: the run folder ends `.failed`, ERROR.txt and the CLI line name the
+    task and its exception, and `errors/<task>.txt` holds the whole traceback."""
+    from pipelines.local import prepare_local_run, run_locally
+
+    data = tmp_path / "bars.parquet"
+    generate_bars(["AAA", "BBB"], n_bars=1500, seed=1).write_parquet(data)
+    plan = prepare_local_run(str(_write_env(tmp_path)), data=str(data), runs_dir=tmp_path / "runs")
+    data.unlink()  # the data vanishes after validation: prepare-data fails inside kfp.local
+    outcome = run_locally(plan)
+    assert not outcome.ok and outcome.run_dir.name == f"{plan.run_id}.failed"
+    assert not (tmp_path / "runs" / plan.run_id).exists()
+    traceback_file = outcome.run_dir / "errors" / "prepare-data.txt"
+    traceback = traceback_file.read_text()
+    assert traceback.startswith("Traceback") and str(data) in traceback.splitlines()[-1]
+    cause = f"prepare-data: {traceback.splitlines()[-1]} (traceback: {traceback_file})"
+    assert outcome.error.splitlines()[1:] == [cause]
+    assert cause in (outcome.run_dir / "ERROR.txt").read_text().splitlines()

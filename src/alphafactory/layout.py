@@ -69,6 +69,14 @@ class RunLayout:
     def predictions(self) -> str:
         return self.path("infer", "predictions.parquet")
 
+    @property
+    def errors(self) -> str:
+        """Folder of failed tasks' tracebacks, one `<task>.txt` each."""
+        return self.path("errors")
+
+    def task_error(self, task: str) -> str:
+        return self.path("errors", f"{task}.txt")
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from alphafactory import io
 from alphafactory.config.loader import validate_environment
 from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.layout import RunLayout
 
 
 class MetricsSink(Protocol):
@@ -25,6 +28,23 @@ def setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+
+@contextmanager
+def task_failures(run_dir: str, task: str) -> Iterator[None]:
+    """Run a component body; if it raises, keep its traceback in `<run_dir>/errors/<task>.txt`.
+
+    kfp.local deletes its workspace and cluster logs scroll away: the run folder keeps the
+    reason, and `alphafactory run` prints its last line. The original exception propagates.
+    """
+    try:
+        yield
+    except BaseException:
+        try:
+            io.write_text(RunLayout(run_dir).task_error(task), traceback.format_exc())
+        except Exception:  # never mask the task's own error with a failure to record it
+            logging.getLogger(__name__).exception("could not record the failure of %s", task)
+        raise
 
 
 def config_from_json(config_json: str) -> EnvironmentConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from alphafactory.cli._common import EnvOption, console, errors, guarded
@@ -63,7 +64,9 @@ def run(
     )
     outcome = run_locally(plan)
     if not outcome.ok:
-        errors.print(f"[bold red]error:[/] {outcome.error}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[bold red]error:[/] {escape(outcome.error)}", highlight=False, soft_wrap=True
+        )
         errors.print(f"partial outputs kept for inspection in {outcome.run_dir}", highlight=False)
         raise typer.Exit(code=1)
     _print_winners(outcome.run_dir, plan.config)
