@@ -51,6 +51,10 @@ class RunLayout:
     def tune_shard(self, stage: int, shard: int) -> str:
         return self.path("tune", f"stage{stage}", "shards", f"shard-{shard:03d}.json")
 
+    def stage1_predictions(self, shard: int) -> str:
+        """Selection-period probabilities of every stage-1 LightGBM fit of one shard."""
+        return self.path("tune", "stage1", "predictions", f"shard-{shard:03d}.parquet")
+
     @property
     def budget(self) -> str:
         """The tune stages' compute-budget ledger."""
@@ -64,6 +68,20 @@ class RunLayout:
 
     def train_shard(self, shard: int) -> str:
         return self.path("train", "shards", f"shard-{shard:03d}.json")
+
+    def backtest_shard(self, shard: int) -> str:
+        return self.path("backtest", "shards", f"shard-{shard:03d}.json")
+
+    @property
+    def backtest_results(self) -> str:
+        return self.path("backtest", "results.json")
+
+    def backtest_bars(self, group_id: str) -> str:
+        """The champion's tested bars: position, return, equity and drawdown per bar."""
+        return self.path("backtest", "equity", f"{group_id}.parquet")
+
+    def backtest_trades(self, group_id: str) -> str:
+        return self.path("backtest", "trades", f"{group_id}.parquet")
 
     @property
     def predictions(self) -> str:

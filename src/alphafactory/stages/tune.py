@@ -8,6 +8,9 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
+import numpy as np
+import polars as pl
+
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import AlphaFactoryError
@@ -22,6 +25,7 @@ from alphafactory.models.lightgbm.shard import GroupData, GroupJob, fit_groups, 
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
 from alphafactory.stages.fitting import default_params, family_params, load_group
+from alphafactory.targets.swing import CLASS_NAMES
 from alphafactory.tuning import run_budget
 
 log = logging.getLogger(__name__)
@@ -75,27 +79,56 @@ def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[
     matrix = load_matrix(layout, selected)
     params = default_params(config)
     rows: list[dict[str, Any]] = []
-    groups = (
-        (
-            gid,
-            load_group(layout, plan, matrix, config, plan.groups[gid]),
-            [v.variant_id for v in plan.groups[gid]],
-        )
-        for gid in plan.shards[shard]
-    )
-    for gid, results in stage1_results(groups, params, config):
+    stamps: dict[str, dict[str, np.ndarray]] = {}
+
+    def groups() -> Iterator[GroupJob]:
+        for gid in plan.shards[shard]:
+            group = load_group(layout, plan, matrix, config, plan.groups[gid])
+            if group is not None:  # validation timestamps only: the group itself may go
+                stamps[gid] = {
+                    vid: matrix.timeline[group.valid_union[r.valid_index]]
+                    for vid, r in group.rows.items()
+                }
+            yield gid, group, [v.variant_id for v in plan.groups[gid]]
+
+    frames = [_empty_predictions()]
+    for gid, results in stage1_results(groups(), params, config):
         if results is None:
             rows.extend(
                 {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"}
                 for v in plan.groups[gid]
             )
             continue
+        frames += [_predictions(gid, r, stamps[gid]) for r in results if r.status == "ok"]
         results = [*results, *finalist_results(config, layout, plan, matrix, gid, results)]
         rows.extend({**r.summary(), "group_id": gid} for r in results)
         log.info("tune stage 1: group %s done (%d fits)", gid, len(results))
+    io.write_parquet(layout.stage1_predictions(shard), pl.concat(frames))
     io.write_json(layout.tune_shard(1, shard), rows)
     fitted = [r for r in rows if r["status"] == "ok"]
     return {"variants_fitted": len(fitted), "variants_skipped": len(rows) - len(fitted)}
+
+
+def _empty_predictions() -> pl.DataFrame:
+    schema: dict[str, Any] = {"group_id": pl.String, "variant_id": pl.String}
+    schema["timestamp"] = pl.Datetime("us")
+    schema.update({f"p_{name}": pl.Float32 for name in CLASS_NAMES})
+    return pl.DataFrame(schema=schema)
+
+
+def _predictions(gid: str, result: FitResult, stamps: dict[str, np.ndarray]) -> pl.DataFrame:
+    """One stage-1 fit's selection-period probabilities, a row per event."""
+    probabilities = result.valid_probabilities
+    if probabilities is None:  # a variant that did not finish (successive halving)
+        return _empty_predictions()
+    columns: dict[str, Any] = {
+        "group_id": [gid] * len(probabilities),
+        "variant_id": [result.variant_id] * len(probabilities),
+        "timestamp": pl.Series(stamps[result.variant_id]).cast(pl.Datetime("us")),
+    }
+    for index, name in enumerate(CLASS_NAMES):
+        columns[f"p_{name}"] = pl.Series(probabilities[:, index], dtype=pl.Float32)
+    return pl.DataFrame(columns)
 
 
 def finalists(results: list[FitResult], count: int) -> list[FitResult]:

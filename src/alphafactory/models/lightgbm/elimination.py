@@ -171,11 +171,13 @@ def _advance(
 
 
 def _release(state: _State, keep_model: bool, group: GroupData) -> None:
-    """End a variant: keep its model only when asked and only when it finished."""
-    if keep_model and state.result.status == "ok" and state.booster is not None:
-        state.result.model = LightGBMModel(state.booster, state.result.best_iteration)
+    """End a variant: keep its model only when asked and only when it finished; a finished
+    variant always keeps its validation probabilities (as `shard.fit_variant`)."""
+    if state.result.status == "ok" and state.probabilities is not None:
         state.result.valid_probabilities = state.probabilities
         state.result.valid_labels = group.rows[state.result.variant_id].valid_label
+    if keep_model and state.result.status == "ok" and state.booster is not None:
+        state.result.model = LightGBMModel(state.booster, state.result.best_iteration)
     else:
         if state.booster is not None:
             state.booster.free_dataset()

@@ -57,6 +57,9 @@ class GroupData:
     base_valid: lgb.Dataset
     valid_matrix: np.ndarray
     rows: dict[str, VariantRows]
+    #: positions of the validation rows in the feature matrix (a variant's valid_index
+    #: points into it): where each validation probability belongs on the timeline
+    valid_union: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def datasets(self, variant_id: str) -> tuple[lgb.Dataset, lgb.Dataset]:
@@ -150,7 +153,7 @@ def build_group(
         )
         for vid, (tr, ty, va, vy) in per_variant.items()
     }
-    return GroupData(group_id, names, base_train, base_valid, valid_matrix, rows)
+    return GroupData(group_id, names, base_train, base_valid, valid_matrix, rows, valid_union)
 
 
 def check_variant(group: GroupData, variant_id: str, min_rows: int) -> FitResult:
@@ -204,10 +207,12 @@ def fit_variant(
     result.best_iteration = int(booster.best_iteration or booster.current_iteration())
     result.average_precision = average_precision(rows.valid_label, np.asarray(probabilities))
     result.seconds = time.perf_counter() - started
+    # kept for every fit (they exist anyway): the backtest trades the stage-1 population's
+    # selection-period predictions to measure the probability of backtest overfitting
+    result.valid_probabilities = np.asarray(probabilities)
+    result.valid_labels = rows.valid_label
     if keep_model:
         result.model = LightGBMModel(booster, result.best_iteration)
-        result.valid_probabilities = np.asarray(probabilities)
-        result.valid_labels = rows.valid_label
     return result
 
 
