@@ -1,4 +1,5 @@
-"""The alphafactory pipeline: prepare → screen → tune stage ×4 → train → infer, sharded fan-out.
+"""The alphafactory pipeline: prepare → screen → tune stage ×4 → train → backtest → infer,
+sharded fan-out.
 
 `build_pipeline(config_json)` is what kfp.local runs; `build_pipeline(..., platform=Platform(
 config))` is what is compiled per environment: every task then gets the environment's image,
@@ -10,6 +11,7 @@ from typing import Any
 
 from kfp import dsl
 
+from components.backtest_models import aggregate_backtest, backtest_shard
 from components.infer_predictions import infer_predictions
 from components.prepare_data import list_shards, prepare_data, resolve_run_dir
 from components.screen_features import aggregate_screen, screen_shard
@@ -84,11 +86,21 @@ def build_pipeline(
             trained = train_shard(config_json=config_json, shard_spec=shard)
             trained.set_display_name("train production models").after(winners)
             on(trained, "train")
+            # each shard's champions are walked forward once they are trained
+            tested = backtest_shard(config_json=config_json, shard_spec=shard).after(trained)
+            on(tested, "backtest").set_display_name("backtest: walk-forward over the test period")
+        backtested = aggregate_backtest(
+            config_json=config_json,
+            run_dir=folder,
+            shard_results=dsl.Collected(tested.outputs["Output"]),
+        ).set_display_name("backtest: collect")
+        on(backtested, "default")
         inferred = infer_predictions(
             config_json=config_json,
             run_dir=folder,
             shard_results=dsl.Collected(trained.outputs["Output"]),
         ).set_display_name("infer: predictions and report")
+        inferred.after(backtested)
         on(inferred, "infer")
 
     return alphafactory_pipeline

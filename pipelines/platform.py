@@ -15,7 +15,7 @@ from kfp.dsl import PipelineTask
 from alphafactory.config.schema import EnvironmentConfig, StageResources
 
 #: Fan-out stages whose shard tasks are retried; their work is idempotent.
-RETRIED_STAGES = ("screen", "tune", "train")
+RETRIED_STAGES = ("screen", "tune", "train", "backtest")
 SHARD_RETRIES = 2
 
 

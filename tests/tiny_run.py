@@ -64,6 +64,8 @@ TINY_STAGE_SETTINGS: dict[str, Any] = {
     # A quarter of the timeline as the test period: enough test events per group for the
     # skill test to separate the planted symbol from noise with a margin.
     "split": {"test_fraction": 0.25},
+    # the test period's 1000 bars in 4 walk-forward windows, each refitted on 2000 bars
+    "backtest": {"train_bars": 2000, "test_bars": 250},
 }
 """Everything but data and paths of the tiny environment: 8 groups of one variant each."""
 
@@ -82,6 +84,8 @@ def tiny_settings(data_uri: str, pipeline_root: str) -> dict[str, Any]:
 def run_stages(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     """Every stage once, in pipeline order; returns each stage's metrics."""
     from alphafactory.stages import (
+        run_backtest_aggregate,
+        run_backtest_shard,
         run_infer,
         run_prepare,
         run_screen_aggregate,
@@ -98,6 +102,8 @@ def run_stages(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     metrics["tune"] = [run_tune_shard(config, run_dir, s) for s in shards]
     metrics["winners"] = run_select_winners(config, run_dir)
     metrics["train"] = [run_train_shard(config, run_dir, s) for s in shards]
+    metrics["backtest"] = [run_backtest_shard(config, run_dir, s) for s in shards]
+    metrics["backtest_all"] = run_backtest_aggregate(config, run_dir)
     metrics["infer"] = run_infer(config, run_dir)
     return metrics
 

@@ -70,6 +70,7 @@ class ResourcesConfig(_Strict):
     screen: StageResources = Field(default_factory=StageResources)
     tune: StageResources = Field(default_factory=StageResources)
     train: StageResources = Field(default_factory=StageResources)
+    backtest: StageResources = Field(default_factory=StageResources)
     infer: StageResources = Field(default_factory=StageResources)
 
 

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alphafactory.config._strict import Strict as _Strict
+from alphafactory.config.backtest import BacktestConfig
 from alphafactory.config.families import ModelsConfig
 from alphafactory.config.platform import (
     STAGES,
@@ -294,6 +295,7 @@ class EnvironmentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     parallelism: ParallelismConfig = Field(default_factory=ParallelismConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 

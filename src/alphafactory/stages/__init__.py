@@ -5,6 +5,7 @@ Nothing here imports kfp; the KFP components in `components/` are thin wrappers 
 
 from __future__ import annotations
 
+from alphafactory.stages.backtest import run_backtest_aggregate, run_backtest_shard
 from alphafactory.stages.infer import run_infer
 from alphafactory.stages.prepare import run_prepare
 from alphafactory.stages.screen import run_screen_aggregate, run_screen_shard
@@ -13,6 +14,8 @@ from alphafactory.stages.train import run_train_shard
 from alphafactory.stages.tune import run_select_winners, run_tune_shard
 
 __all__ = [
+    "run_backtest_aggregate",
+    "run_backtest_shard",
     "run_infer",
     "run_prepare",
     "run_screen_aggregate",
