@@ -9,20 +9,14 @@ labelled optimistic.
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import Plan, RunLayout
 from alphafactory.stages.adoption import adoption_of
-
-MISSING = "—"
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that orders embedded numbers by value (`w2` before `w10`)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+from alphafactory.stages.report_backtest import backtest_section
+from alphafactory.stages.report_parts import MISSING, natural_key
 
 
 def winner_rows(
@@ -244,7 +238,8 @@ def write_report(
 ) -> None:
     """Write `report.html` and `report.md` at the run folder's top."""
     rows = winner_rows(layout, plan, models, published)
-    headline = skill_lines(config, rows)
+    backtest = backtest_section(config, layout)
+    headline = skill_lines(config, rows) + backtest.headline
     lines = summary_lines(config, layout, plan)
     headers = [title for title, _ in COLUMNS]
     keys = [key for _, key in COLUMNS]
@@ -274,6 +269,7 @@ def write_report(
         "",
         *[f"- {note}" for note in NOTES],
         "",
+        *backtest.markdown,
         *family_md,
         "## Groups that kept the stage-1 defaults",
         "",
@@ -303,6 +299,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,td
 <h2>Test-period results</h2><table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>
 {table}</table><ul>{items(list(NOTES))}</ul>
 <h2>Test AP against the no-skill baseline (red tick)</h2>{ap_chart_svg(rows)}
+{backtest.html}
 {_family_html(families, family_table)}
 <h2>Groups that kept the stage-1 defaults</h2><ul>{items(defaults)}</ul>
 <h2>Tuning budget</h2><ul>{items(budget)}</ul>
