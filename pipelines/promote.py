@@ -12,12 +12,18 @@ under `root` (a checkout of this repository) and returns their unified diff for 
 
 Gates (refused with ConfigError naming the reason): the source's compiled spec is stale;
 the source overlay's digests differ from the source environment's images; the source has no
-champion model, or a champion graded below the source's `promotion.min_grade`.
+champion model, a champion without significant skill, a champion graded below the source's
+`promotion.min_grade`, or a champion whose walk-forward backtest fails one of the source's
+backtest gates (`promotion.min_deflated_sharpe`, `max_drawdown`, `min_trades`; a champion
+without backtest metrics fails every gate that is set). The backtest refusal lists every
+failing champion with each failing figure and its limit, e.g.
+`alphafactory.ETH_w3_high/1 (deflated Sharpe 0.41 < 0.95; max drawdown 0.34 > 0.30)`.
 """
 
 import difflib
 import hashlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +31,14 @@ from typing import Any
 import yaml
 
 from alphafactory.config import load_environment, validate_environment
+from alphafactory.config.platform import PromotionConfig
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
+from alphafactory.registry.grades import (
+    METRIC_BACKTEST_MAX_DRAWDOWN,
+    METRIC_BACKTEST_TRADES,
+    METRIC_DEFLATED_SHARPE,
+)
 from pipelines.local import compiled_path, compiled_text
 
 #: environment image key -> image name in the kustomize overlays
@@ -89,6 +101,66 @@ def split_image(image: str) -> tuple[str, str]:
 RegistryFactory = Callable[[str], Any]
 
 
+@dataclass(frozen=True)
+class BacktestGate:
+    """One backtest gate: a `promotion` field, the registry metric it limits, its direction."""
+
+    field: str
+    metric: str
+    label: str
+    minimum: bool  # True: the figure must be at least the limit; False: at most
+    integral: bool = False
+
+
+BACKTEST_GATES = (
+    BacktestGate("min_deflated_sharpe", METRIC_DEFLATED_SHARPE, "deflated Sharpe", minimum=True),
+    BacktestGate("max_drawdown", METRIC_BACKTEST_MAX_DRAWDOWN, "max drawdown", minimum=False),
+    BacktestGate("min_trades", METRIC_BACKTEST_TRADES, "trades", minimum=True, integral=True),
+)
+NO_BACKTEST = "no backtest metrics; re-run with backtest.enabled"
+
+
+def _number(value: float) -> str:
+    """A limit as configured: two decimals when they hold it exactly (0.30), else `g`."""
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.2f}"
+    return text if float(text) == value else f"{value:g}"
+
+
+def _figure(value: float, limit: float, gate: BacktestGate) -> str:
+    """A failing figure with enough decimals not to read as its limit (0.9499, not 0.95)."""
+    if gate.integral and math.isfinite(value):
+        return str(int(value))
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if float(text) != limit:
+            return text
+    return repr(value)
+
+
+def configured_gates(promotion: PromotionConfig) -> list[tuple[BacktestGate, float]]:
+    """The backtest gates `promotion` sets, with their limits."""
+    limits = [(gate, getattr(promotion, gate.field)) for gate in BACKTEST_GATES]
+    return [(gate, limit) for gate, limit in limits if limit is not None]
+
+
+def backtest_failures(promotion: PromotionConfig, metrics: Mapping[str, float]) -> list[str]:
+    """Why a champion with these registry metrics fails the backtest gates (empty: it passes);
+    a NaN figure fails its gate."""
+    gates = configured_gates(promotion)
+    if any(gate.metric not in metrics for gate, _ in gates):
+        return [NO_BACKTEST]
+    reasons = []
+    for gate, limit in gates:
+        value = float(metrics[gate.metric])
+        passes = value >= limit if gate.minimum else value <= limit
+        if not passes:
+            sign = "<" if gate.minimum else ">"
+            reasons.append(f"{gate.label} {_figure(value, limit, gate)} {sign} {_number(limit)}")
+    return reasons
+
+
 def _default_registry(tracking_uri: str) -> Any:
     from alphafactory.registry import ModelRegistry
 
@@ -131,7 +203,8 @@ def check_gates(
     from alphafactory.registry.grades import grade_at_least
     from alphafactory.registry.records import SKILL_YES, TAG_SKILL
 
-    unskilled = [c for c in champions if registry.info(c.model_id).tags.get(TAG_SKILL) != SKILL_YES]
+    infos = {c.model_id: registry.info(c.model_id) for c in champions}
+    unskilled = [c for c in champions if infos[c.model_id].tags.get(TAG_SKILL) != SKILL_YES]
     if unskilled:
         listed = ", ".join(c.model_id for c in unskilled)
         raise ConfigError(
@@ -146,6 +219,19 @@ def check_gates(
         raise ConfigError(
             f"refusing to promote '{source.name}': champions below promotion.min_grade "
             f"{minimum}: {listed}"
+        )
+    gates = configured_gates(source.promotion)
+    failing = {
+        c.model_id: reasons
+        for c in champions
+        if (reasons := backtest_failures(source.promotion, infos[c.model_id].metrics))
+    }
+    if failing:
+        limits = ", ".join(f"promotion.{gate.field} {_number(limit)}" for gate, limit in gates)
+        listed = ", ".join(f"{model_id} ({'; '.join(r)})" for model_id, r in failing.items())
+        raise ConfigError(
+            f"refusing to promote '{source.name}': champions failing the backtest gates "
+            f"({limits}): {listed}"
         )
 
 
@@ -262,4 +348,12 @@ def promote(
     return promotion
 
 
-__all__ = ["Promotion", "check_gates", "plan_promotion", "promote", "split_image"]
+__all__ = [
+    "BACKTEST_GATES",
+    "Promotion",
+    "backtest_failures",
+    "check_gates",
+    "plan_promotion",
+    "promote",
+    "split_image",
+]

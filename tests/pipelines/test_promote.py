@@ -11,6 +11,11 @@ import pytest
 
 from alphafactory.errors import ConfigError
 from alphafactory.registry import Lineage, ModelRegistry, SemVer, registered_model_name
+from alphafactory.registry.grades import (
+    METRIC_BACKTEST_MAX_DRAWDOWN,
+    METRIC_BACKTEST_TRADES,
+    METRIC_DEFLATED_SHARPE,
+)
 from pipelines.local import compiled_text
 from pipelines.promote import promote
 
@@ -20,6 +25,12 @@ STAGING_GPU = "sha256:5" + "b" * 63
 PROD_CPU = "sha256:9" + "c" * 63
 PROD_GPU = "sha256:9" + "f" * 63
 REGISTRY = "europe-west4-docker.pkg.dev/replace-me-gcp-project/alphafactory"
+#: backtest figures that pass staging's backtest gates (tests/test_backtest_gates.py fails them)
+PASSING_BACKTEST = {
+    METRIC_DEFLATED_SHARPE: 0.99,
+    METRIC_BACKTEST_MAX_DRAWDOWN: 0.1,
+    METRIC_BACKTEST_TRADES: 100.0,
+}
 
 
 def _tiny_model(path: Path, seed: int) -> Path:
@@ -34,7 +45,8 @@ def _tiny_model(path: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRegistry]:
-    """Two groups; group BTC_w5_high has versions graded A (1) and C (2), champion -> 1."""
+    """Two groups; group BTC_w5_high has versions graded A (1) and C (2), champion -> 1;
+    every version's backtest passes staging's gates."""
     folder = tmp_path_factory.mktemp("registry")
     models = ModelRegistry(
         f"sqlite:///{folder / 'mlflow.db'}", artifact_root=(folder / "artifacts").as_uri()
@@ -50,7 +62,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRegistry
             registered_model_name(group),
             _tiny_model(folder / f"model_{index}.txt", index),
             model_type="lightgbm",
-            metrics={"ap": 0.6},
+            metrics={"ap": 0.6, **PASSING_BACKTEST},
             params={"num_leaves": 4},
             lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
             grade=grade,
@@ -160,7 +172,7 @@ def test_refuses_a_champion_without_skill(
         name,
         _tiny_model(tmp_path / "unskilled.txt", 7),
         model_type="lightgbm",
-        metrics={"ap": 0.9},
+        metrics={"ap": 0.9, **PASSING_BACKTEST},
         params={"num_leaves": 4},
         lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
         grade="S",

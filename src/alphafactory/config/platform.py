@@ -126,7 +126,17 @@ class ObjectStoreConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    """GitOps promotion: the overlay this environment deploys and its promotion gate.
+    """GitOps promotion: the overlay this environment deploys and its promotion gates.
+
+    Promoting this environment's images needs every champion in its registry graded
+    `min_grade` or better and, for each backtest gate that is set (None: no gate), a
+    walk-forward backtest over the test period that passes it:
+
+    * `min_deflated_sharpe`: the deflated Sharpe ratio's probability, in (0, 1), at least this;
+    * `max_drawdown`: the backtest's maximum drawdown, a fraction in (0, 1], at most this;
+    * `min_trades`: the backtest's closed trades, at least this (>= 1).
+
+    A NaN figure fails its gate; a champion without backtest metrics fails every gate.
 
     `promoted_from` and `source_spec_sha256` are written by `alphafactory promote`: the
     environment the images came from and the SHA-256 of that environment's compiled spec.
@@ -134,6 +144,10 @@ class PromotionConfig(_Strict):
 
     overlay: str | None = Field(default=None, description="manifests/overlays/<overlay>")
     min_grade: str = "B"
+    # strict: a gate is a number, never a string or a boolean (`min_trades: yes` is not 1)
+    min_deflated_sharpe: float | None = Field(default=None, gt=0, lt=1, strict=True)
+    max_drawdown: float | None = Field(default=None, gt=0, le=1, strict=True)
+    min_trades: int | None = Field(default=None, ge=1, strict=True)
     promoted_from: str | None = None
     source_spec_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 

@@ -1,5 +1,6 @@
 """Performance grades (S … F) from a model's percentile in its cohort, capped or lifted by the
-model type's absolute benchmarks, and the display-name convention that carries the grade."""
+model type's absolute benchmarks and capped by a poor walk-forward backtest, the registry keys
+of that backtest, and the display-name convention that carries the grade."""
 
 from __future__ import annotations
 
@@ -89,6 +90,25 @@ BENCHMARKS: dict[str, Mapping[str, Benchmark]] = {
 KEY_METRIC = "ap"
 """The metric a cohort is graded on unless the caller names another."""
 
+# Registry keys of a model's walk-forward backtest over the test period: metrics and tags the
+# publish step writes (alphafactory.stages.publish), read by the backtest cap below and by the
+# promotion gates (pipelines/promote.py).
+METRIC_BACKTEST_SHARPE = "backtest_sharpe"
+METRIC_BACKTEST_MAX_DRAWDOWN = "backtest_max_drawdown"
+METRIC_BACKTEST_TRADES = "backtest_trades"
+METRIC_BACKTEST_TOTAL_RETURN = "backtest_total_return"
+METRIC_DEFLATED_SHARPE = "deflated_sharpe"
+"""The deflated Sharpe ratio's probability (that the Sharpe beats the trials' expected best)."""
+METRIC_PBO = "pbo"
+"""Probability of backtest overfitting of the group's population; absent when not computed."""
+TAG_BACKTEST_TRIALS = "backtest_trials"
+TAG_DEFLATED_SHARPE_PASS = "deflated_sharpe_pass"
+
+# The users' grading of trading agents: an annualised Sharpe of 2.0 is excellent and 0.5 poor,
+# a maximum drawdown of 5 % excellent and 30 % poor.
+BACKTEST_SHARPE = Benchmark(poor=0.5, excellent=2.0)
+BACKTEST_MAX_DRAWDOWN = Benchmark(poor=0.30, excellent=0.05)
+
 
 def check_grade(grade: str) -> str:
     """Return ``grade`` if it is one of GRADES, else raise ConfigError."""
@@ -127,6 +147,23 @@ def apply_benchmark(grade: str, value: float, benchmark: Benchmark | None) -> st
         return CAP_BELOW_POOR
     if benchmark.is_excellent(value) and not grade_at_least(grade, FLOOR_AT_EXCELLENT):
         return FLOOR_AT_EXCELLENT
+    return grade
+
+
+def cap_by_backtest(grade: str, metrics: Mapping[str, float]) -> str:
+    """Cap a grade at C (CAP_BELOW_POOR) when the model's backtest Sharpe or max drawdown is
+    poor (BACKTEST_SHARPE, BACKTEST_MAX_DRAWDOWN).
+
+    Only the cap acts: the grade stays a ranking of test-period skill, so an excellent
+    backtest lifts nothing. A model without backtest metrics, or with a NaN figure (a
+    backtest without enough bars or trades to measure it), is not capped by that figure; the
+    promotion gates refuse such champions.
+    """
+    sharpe = metrics.get(METRIC_BACKTEST_SHARPE, math.nan)
+    drawdown = metrics.get(METRIC_BACKTEST_MAX_DRAWDOWN, math.nan)
+    poor = BACKTEST_SHARPE.is_poor(sharpe) or BACKTEST_MAX_DRAWDOWN.is_poor(drawdown)
+    if poor and not grade_at_least(CAP_BELOW_POOR, grade):
+        return CAP_BELOW_POOR
     return grade
 
 

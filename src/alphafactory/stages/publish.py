@@ -3,22 +3,31 @@
 Versioning rules (see `alphafactory.registry.versioning`): a new target definition or
 feature list bumps the major version, new data the minor, same data with new parameters
 the patch. Grades are percentiles of the test-period AP within this run's cohort, capped by
-model-type benchmarks; a model whose skill test (corrected for the number of groups) fails is
-graded F. Only a model with skill can take the alias `champion`, and only when its test AP is
-at least the current champion's; otherwise the previous champion stays.
+model-type benchmarks and at C by a poor backtest (`registry.grades.cap_by_backtest`); a
+model whose skill test (corrected for the number of groups) fails is graded F. Only a model
+with skill can take the alias `champion`, and only when its test AP is at least the current
+champion's; otherwise the previous champion stays.
+
+The backtest stage's figures (`backtest/results.json`) ride along as metrics and tags, the
+keys named in `alphafactory.registry.grades` (the promotion gates read them): a run without
+the file, with `enabled: false`, or without a group in it registers that model without them.
+NaN figures (a Sharpe without enough bars or spread) are registered as NaN: MLflow's SQL
+store keeps NaN metrics (it clamps infinities, which these figures never are), and the
+promotion gates fail a NaN figure.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.errors import ConfigError
+from alphafactory.errors import ConfigError, DataError
 from alphafactory.layout import Plan, RunLayout
 from alphafactory.models import load_model
 from alphafactory.registry import (
@@ -29,6 +38,17 @@ from alphafactory.registry import (
     grade_cohort,
     next_version,
     registered_model_name,
+)
+from alphafactory.registry.grades import (
+    METRIC_BACKTEST_MAX_DRAWDOWN,
+    METRIC_BACKTEST_SHARPE,
+    METRIC_BACKTEST_TOTAL_RETURN,
+    METRIC_BACKTEST_TRADES,
+    METRIC_DEFLATED_SHARPE,
+    METRIC_PBO,
+    TAG_BACKTEST_TRIALS,
+    TAG_DEFLATED_SHARPE_PASS,
+    cap_by_backtest,
 )
 from alphafactory.registry.records import (
     SKILL_NO,
@@ -92,14 +112,89 @@ def judge_skill(
     return decide_skill(raw, config.skill.alpha, config.skill.correction)
 
 
-def skill_grades(skills: dict[str, SkillResult], families: dict[str, str]) -> dict[str, str]:
-    """Cohort grades on test AP, each model capped by its own family's benchmarks; a model
-    without significant skill is F whatever its rank."""
+@dataclass(frozen=True)
+class Backtested:
+    """A model's walk-forward backtest over the test period, as registry metrics and tags."""
+
+    sharpe: float
+    max_drawdown: float
+    n_trades: int
+    total_return: float
+    deflated_sharpe: float
+    passes_deflated_sharpe: bool
+    n_trials: int
+    pbo: float | None
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> Backtested:
+        """From one group's entry of `backtest/results.json`."""
+        metrics, pbo = result["metrics"], result.get("pbo")
+        return cls(
+            sharpe=float(metrics["sharpe"]),
+            max_drawdown=float(metrics["max_drawdown"]),
+            n_trades=int(metrics["n_trades"]),
+            total_return=float(metrics["total_return"]),
+            deflated_sharpe=float(result["deflated_sharpe"]["probability"]),
+            passes_deflated_sharpe=bool(result["passes_deflated_sharpe"]),
+            n_trials=int(result["n_trials"]),
+            pbo=None if pbo is None else float(pbo["pbo"]),
+        )
+
+    def metrics(self) -> dict[str, float]:
+        figures = {
+            METRIC_BACKTEST_SHARPE: self.sharpe,
+            METRIC_BACKTEST_MAX_DRAWDOWN: self.max_drawdown,
+            METRIC_BACKTEST_TRADES: float(self.n_trades),
+            METRIC_BACKTEST_TOTAL_RETURN: self.total_return,
+            METRIC_DEFLATED_SHARPE: self.deflated_sharpe,
+        }
+        if self.pbo is not None:
+            figures[METRIC_PBO] = self.pbo
+        return figures
+
+    def tags(self) -> dict[str, str]:
+        return {
+            TAG_BACKTEST_TRIALS: str(self.n_trials),
+            TAG_DEFLATED_SHARPE_PASS: SKILL_YES if self.passes_deflated_sharpe else SKILL_NO,
+        }
+
+
+def read_backtests(layout: RunLayout) -> dict[str, Backtested]:
+    """Each backtested group's figures; none when the run has no backtest results or ran
+    with `backtest.enabled: false`."""
+    path = layout.backtest_results
+    if not io.exists(path):
+        return {}
+    results = io.read_json(path)
+    if not results.get("enabled"):
+        return {}
+    backtests: dict[str, Backtested] = {}
+    for gid, result in results.get("groups", {}).items():
+        try:
+            backtests[gid] = Backtested.from_result(result)
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(
+                f"{path}: the backtest of group {gid} is malformed ({error!r}); re-run the "
+                "backtest stage"
+            ) from error
+    return backtests
+
+
+def skill_grades(
+    skills: dict[str, SkillResult],
+    families: dict[str, str],
+    backtests: Mapping[str, Backtested] | None = None,
+) -> dict[str, str]:
+    """Cohort grades on test AP, each model capped by its own family's benchmarks and by a
+    poor backtest; a model without significant skill is F whatever its rank."""
     cohort = {gid: r.test_ap for gid, r in skills.items()}
     grades: dict[str, str] = {}
     for name in sorted(set(families.values())):
         graded = grade_cohort(cohort, name)
         grades.update({gid: graded[gid] for gid in cohort if families[gid] == name})
+    for gid, backtest in (backtests or {}).items():
+        if gid in grades:
+            grades[gid] = cap_by_backtest(grades[gid], backtest.metrics())
     return {gid: grades[gid] if skills[gid].skill else "F" for gid in cohort}
 
 
@@ -111,23 +206,26 @@ def publish_models(
         return {}
     registry = registry_for(config, layout.root)
     skills = judge_skill(config, models)
-    grades = skill_grades(skills, {gid: str(m["family"]) for gid, m in models.items()})
+    backtests = read_backtests(layout)
+    families = {gid: str(m["family"]) for gid, m in models.items()}
+    grades = skill_grades(skills, families, backtests)
     published: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for gid, fitted in models.items():
             model_file = Path(scratch) / Path(layout.model(gid)).name
             model_file.write_bytes(io.read_bytes(layout.model(gid)))
-            judged = Judged(skills[gid], grades[gid])
+            judged = Judged(skills[gid], grades[gid], backtests.get(gid))
             published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)
     return published
 
 
 @dataclass(frozen=True)
 class Judged:
-    """A model's corrected skill test and the grade it earned."""
+    """A model's corrected skill test, its backtest (when the run has one) and its grade."""
 
     skill: SkillResult
     grade: str
+    backtest: Backtested | None = None
 
     def metrics(self) -> dict[str, float]:
         result = self.skill
@@ -139,7 +237,11 @@ class Judged:
             "p_value": result.p_value,
             KEY_P_ADJUSTED: result.p_adjusted,
             "n_test": float(result.n_events),
+            **(self.backtest.metrics() if self.backtest else {}),
         }
+
+    def tags(self) -> dict[str, str]:
+        return self.backtest.tags() if self.backtest else {}
 
 
 def _publish_one(
@@ -189,6 +291,7 @@ def _publish_one(
             TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
             TAG_SELECTION_START: periods["selection_start"],
             TAG_TEST_START: periods["test_start"],
+            **judged.tags(),
         },
     )
     promoted = skill.skill and (
