@@ -126,3 +126,21 @@ def test_changed_data_is_refused(tiny_runs: TinyRuns, tmp_path: Path) -> None:
     config = EnvironmentConfig.model_validate(settings)
     with pytest.raises(DataError, match=r"changed since prepare .*re-run the pipeline"):
         run_bars(config, read_plan(RunLayout(str(tiny_runs.run_dir))))
+
+
+def test_windows_in_calendar_days_from_the_environment() -> None:
+    from datetime import timedelta
+
+    from alphafactory.config.loader import validate_environment
+    from alphafactory.errors import ConfigError
+    from alphafactory.stages.backtest import window_spec
+
+    days = {"train_days": 252, "test_days": 63, "step_days": 21}
+    spec = window_spec(EnvironmentConfig.model_validate({"name": "t", "backtest": days}))
+    assert (spec.train, spec.test, spec.step) == (
+        timedelta(days=252), timedelta(days=63), timedelta(days=21),
+    )  # fmt: skip
+    bars = window_spec(EnvironmentConfig.model_validate({"name": "t"}))
+    assert (bars.train, bars.test, bars.step) == (4000, 500, None)
+    with pytest.raises(ConfigError, match="set test_days too"):
+        validate_environment({"name": "t", "backtest": {"train_days": 252}}, source="env.yaml")

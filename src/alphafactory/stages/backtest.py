@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from alphafactory import io
 from alphafactory.backtest.population import deflated_sharpe, pbo, sharpe_per_column
 from alphafactory.backtest.trades import PRICE_COLUMNS, TradeRule, simulate_trades
 from alphafactory.backtest.variant import VariantBacktest, backtest_variant
-from alphafactory.backtest.windows import WindowSpec
+from alphafactory.backtest.windows import Length, WindowSpec
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.data.bars import data_hash
 from alphafactory.data.splits import label_end_column
@@ -46,11 +47,19 @@ def trade_rule(config: EnvironmentConfig) -> TradeRule:
 
 
 def window_spec(config: EnvironmentConfig) -> WindowSpec:
+    """The environment's windows: in bars, or in calendar days when `train_days` is set."""
     settings = config.backtest
+    lengths: tuple[Length, Length, Length | None] = (
+        settings.train_bars, settings.test_bars, settings.step_bars
+    )  # fmt: skip
+    if settings.in_days:
+        assert settings.train_days is not None and settings.test_days is not None
+        step = None if settings.step_days is None else timedelta(days=settings.step_days)
+        lengths = (timedelta(days=settings.train_days), timedelta(days=settings.test_days), step)
     return WindowSpec(
-        train=settings.train_bars, test=settings.test_bars, step=settings.step_bars,
-        expanding=settings.expanding, embargo_bars=config.split.embargo_bars,
-        valid_fraction=settings.valid_fraction, min_train_rows=settings.min_train_rows,
+        train=lengths[0], test=lengths[1], step=lengths[2], expanding=settings.expanding,
+        embargo_bars=config.split.embargo_bars, valid_fraction=settings.valid_fraction,
+        min_train_rows=settings.min_train_rows,
     )  # fmt: skip
 
 
