@@ -45,9 +45,9 @@ from alphafactory.features import build_feature_matrix
 from alphafactory.models import Sample, family, load_model
 from alphafactory.registry import ModelRegistry, RegisteredModel
 from alphafactory.registry.records import TAG_SELECTION_START, TAG_TEST_START
-from alphafactory.stages.backtest import refit_params, symbol_bars, trade_rule
+from alphafactory.stages.backtest import refit_budget, refit_params, symbol_bars, trade_rule
 from alphafactory.stages.common import Matrix
-from alphafactory.stages.family_fit import fit_budget, masked_samples
+from alphafactory.stages.family_fit import masked_samples
 from alphafactory.targets.swing import group_targets
 from alphafactory.targets.variants import Variant, parse_variant_id
 
@@ -70,6 +70,7 @@ class ModelRecipe:
     selection_start: np.datetime64 | None
     test_start: np.datetime64 | None
     data_hash: str
+    best_iteration: int = 0
 
 
 def _typed(value: str) -> Any:
@@ -120,6 +121,7 @@ def load_recipe(registry: ModelRegistry, model: RegisteredModel) -> ModelRecipe:
         selection_start=_period(tags, TAG_SELECTION_START, model.model_id),
         test_start=_period(tags, TAG_TEST_START, model.model_id),
         data_hash=info.lineage.data_hash,
+        best_iteration=int(info.metrics.get("best_iteration", 0) or 0),
     )  # fmt: skip
 
 
@@ -288,7 +290,7 @@ def run_registered_backtest(
     start = default_start(timeline, recipe.test_start)
     n_windows = len(make_windows(timeline, spec, start))  # fails early when none fits
     sample = recipe_sample(bars, recipe, config.features.scale, source)
-    budget = fit_budget(config, config.train.num_rounds, config.train.early_stopping)
+    budget = refit_budget(config, recipe.best_iteration)
     result = backtest_variant(
         one, sample, variant, recipe.family, recipe.params, spec, trade_rule(config), budget,
         calendar=config.backtest.calendar, start=start,

@@ -2,8 +2,10 @@
 trades and trading metrics, and the population scores of the choice that made it champion.
 
 * The champion (variant, family, production parameters) is refitted per window on history
-  before the window, early-stopping on the latest part of that history, and trades the
-  window's events by the `backtest` rule: next-bar entry, the label's barriers, costs.
+  before the window, with the production model's number of rounds (chosen on the selection
+  period: the champion re-estimated, not re-tuned; families without one early-stop on the
+  latest part of the window's history), and trades the window's events by the `backtest`
+  rule: next-bar entry, the label's barriers, costs.
 * Deflated Sharpe: the champion's test-period Sharpe against the best Sharpe expected from
   the number of trials the run took for the group (stage-1 fits of every family plus the
   tuning trials), with the trials' Sharpe variance taken from the stage-1 population.
@@ -31,7 +33,7 @@ from alphafactory.data.bars import data_hash
 from alphafactory.data.splits import label_end_column
 from alphafactory.errors import DataError
 from alphafactory.layout import Plan, RunLayout, read_plan
-from alphafactory.models import Sample, family
+from alphafactory.models import FitBudget, Sample, family
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.family_fit import fit_budget, masked_samples
 from alphafactory.stages.fitting import read_targets
@@ -85,6 +87,14 @@ def refit_params(family_name: str, production: dict[str, Any]) -> dict[str, Any]
     production dictionary also holds fixed and dataset settings the family sets itself)."""
     own = family(family_name).params.model_fields
     return {name: value for name, value in production.items() if name in own}
+
+
+def refit_budget(config: EnvironmentConfig, rounds: int) -> FitBudget:
+    """The production model's `rounds` without early stopping; the train stage's budget for
+    a family that reports none (0)."""
+    if rounds > 0:
+        return fit_budget(config, rounds, rounds)
+    return fit_budget(config, config.train.num_rounds, config.train.early_stopping)
 
 
 def group_trials(layout: RunLayout, gid: str) -> int:
@@ -173,7 +183,7 @@ def backtest_group(
     result = backtest_variant(
         one, variant_events(layout, matrix, variant), variant, trained["family"],
         refit_params(trained["family"], trained["params"]), window_spec(config), rule,
-        fit_budget(config, config.train.num_rounds, config.train.early_stopping),
+        refit_budget(config, int(trained.get("best_iteration") or 0)),
         calendar=config.backtest.calendar, start=plan.periods.test_start,
     )  # fmt: skip
     population, _ = population_returns(one, predictions, plan, variant.group_id, rule)
