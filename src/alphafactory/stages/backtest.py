@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory import io
+from alphafactory.backtest.metrics import drawdown_curve, equity_curve
 from alphafactory.backtest.population import deflated_sharpe, pbo, sharpe_per_column
 from alphafactory.backtest.trades import PRICE_COLUMNS, TradeRule, simulate_trades
 from alphafactory.backtest.variant import VariantBacktest, backtest_variant
@@ -188,7 +189,6 @@ def backtest_group(
     )  # fmt: skip
     population, _ = population_returns(one, predictions, plan, variant.group_id, rule)
     scores = population_scores(result, population, group_trials(layout, variant.group_id), config)
-    equity = np.cumprod(1.0 + result.bar_returns)
     io.write_parquet(
         layout.backtest_bars(variant.group_id),
         pl.DataFrame(
@@ -196,8 +196,8 @@ def backtest_group(
                 "timestamp": pl.Series(result.timestamps).cast(pl.Datetime("us")),
                 "position": result.trades.positions[result.tested],
                 "bar_return": result.bar_returns,
-                "equity": equity,
-                "drawdown": 1.0 - equity / np.maximum.accumulate(equity),
+                "equity": equity_curve(result.bar_returns),
+                "drawdown": drawdown_curve(result.bar_returns),
             }
         ),
     )
