@@ -1,5 +1,7 @@
-"""Trading metrics: the return-series ones against empyrical on the same series, the trade ones
-against hand-computed values, periods_per_year on synthetic calendars."""
+"""Trading metrics: the return-series ones against empyrical on the same series, hit rate,
+profit factor, win/loss ratio and exposure against quantstats, every trade one also against
+hand-computed values (turnover has no library counterpart here), periods_per_year on
+synthetic calendars."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import math
 
 import empyrical
 import numpy as np
+import pandas as pd
 import pytest
+import quantstats
 
 from alphafactory.backtest.metrics import (
     TradingMetrics,
@@ -101,6 +105,40 @@ def test_trade_metrics_on_a_hand_example() -> None:
     assert m.n_trades == 6
     assert m.exposure == pytest.approx(0.625)
     assert m.turnover == pytest.approx(189.0)
+
+
+def _trade_returns(seed: int) -> np.ndarray:
+    """Per-trade net returns, none exactly 0 (quantstats leaves 0 out of the hit rate's
+    denominator, alphafactory counts such a trade as a non-win; after costs it does not occur)."""
+    rng = np.random.default_rng(seed)
+    trades = rng.normal(0.002 * (seed - 2), 0.02, 40 + 30 * seed)
+    assert (trades != 0).all()
+    return trades
+
+
+def test_trade_metrics_match_quantstats() -> None:
+    checked = 0
+    for seed in range(5):
+        trades = _trade_returns(seed)
+        returns, ppy = SERIES[seed]
+        m = trading_metrics(returns, _positions_for(returns), trades, ppy)
+        as_series = pd.Series(trades)
+        assert m.hit_rate == pytest.approx(
+            quantstats.stats.win_rate(as_series, prepare_returns=False), rel=REL
+        )
+        assert m.profit_factor == pytest.approx(
+            quantstats.stats.profit_factor(as_series, prepare_returns=False), rel=REL
+        )
+        assert m.win_loss_ratio == pytest.approx(
+            quantstats.stats.payoff_ratio(as_series, prepare_returns=False), rel=REL
+        )
+        # quantstats' exposure is the share of nonzero bar returns rounded up to a percent;
+        # here a bar is held exactly when its return is nonzero.
+        exposure = quantstats.stats.exposure(pd.Series(returns), prepare_returns=False)
+        assert exposure == pytest.approx(math.ceil(m.exposure * 100) / 100, abs=1e-12)
+        assert 0.6 < m.exposure < 0.8
+        checked += 1
+    assert checked == 5
 
 
 def test_trade_ratios_without_losers_or_trades() -> None:
