@@ -17,6 +17,7 @@ from typing import Any
 from alphafactory.config import load_environment
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
+from alphafactory.names import CREDENTIALS_HINT, redact_uri, uri_has_credentials
 from pipelines.local import compiled_path, compiled_text
 
 KFP_HOST_VARIABLE = "KFP_HOST"
@@ -106,6 +107,8 @@ def _kfp_request(config: EnvironmentConfig, common: dict[str, Any]) -> SubmitReq
         raise ConfigError(
             f"no KFP host for '{config.name}': set {KFP_HOST_VARIABLE} or kfp.host in its YAML"
         )
+    if uri_has_credentials(host):
+        raise ConfigError(f"{KFP_HOST_VARIABLE}={redact_uri(host)}: {CREDENTIALS_HINT}")
     return SubmitRequest(
         **common,
         enable_caching=config.kfp.enable_caching,

@@ -7,6 +7,8 @@ from typing import Any
 
 from alphafactory import io
 from alphafactory.data.splits import Periods
+from alphafactory.errors import DataError
+from alphafactory.names import SAFE_NAME_RULE, path_part_problem
 from alphafactory.targets.variants import Variant
 
 #: The file name of a production model's bundle (`alphafactory.models.save_model`) wherever
@@ -23,6 +25,17 @@ class RunLayout:
     root: str
 
     def path(self, *parts: str) -> str:
+        """`root/part/part...`; each part is one name, so no part can leave the run folder.
+
+        Names are checked when data and config load; this is the second line of defence.
+        """
+        for part in parts:
+            problem = path_part_problem(part)
+            if problem is not None:
+                raise DataError(
+                    f"run folder {self.root}: path part {part!r} {problem}; every name in a "
+                    f"run folder (symbols, group ids) must be {SAFE_NAME_RULE}"
+                )
         return io.join(self.root, *parts)
 
     @property

@@ -118,6 +118,17 @@ def test_kfp_host_comes_from_the_environment_variable(
     assert kfp_server.body("POST", "/runs")["display_name"] == RUN
 
 
+def test_kfp_host_with_credentials_is_refused_without_printing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KFP_HOST", "http://admin:hunter2@localhost:8888")
+    with pytest.raises(ConfigError) as raised:
+        submission.build_request("local-integration", run_name=RUN)
+    message = str(raised.value)
+    assert message.startswith("KFP_HOST=http://admin:***@localhost:8888: ")
+    assert "hunter2" not in message and "\n" not in message
+
+
 def test_kfp_schedule_creates_a_cron_recurring_run(kfp_server: FakeKfpServer) -> None:
     request = submission.build_request("production", run_name=RUN, cron="0 0 2 * * *")
     assert submission.schedule(request) == "rr-1"

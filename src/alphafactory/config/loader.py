@@ -11,8 +11,9 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from alphafactory.config.schema import EnvironmentConfig, GridConfig
+from alphafactory.config.schema import DataConfig, EnvironmentConfig, GridConfig
 from alphafactory.errors import ConfigError
+from alphafactory.names import SAFE_NAME_RULE, is_safe_name, redact_uri
 
 ENV_DIR_VARIABLE = "ALPHAFACTORY_ENV_DIR"
 #: Environment variables that override one setting each (documented in the README).
@@ -45,6 +46,11 @@ def environment_path(name_or_path: str) -> Path:
         if not candidate.is_file():
             raise ConfigError(f"{candidate}: environment file not found")
         return candidate
+    if not is_safe_name(name_or_path):
+        raise ConfigError(
+            f"environment {name_or_path!r} is neither a name nor a .yaml file; "
+            f"an environment name is {SAFE_NAME_RULE}"
+        )
     path = environments_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(available_environments()) or "none"
@@ -89,7 +95,8 @@ def validate_environment(raw: Mapping[str, Any], *, source: str) -> EnvironmentC
     try:
         return EnvironmentConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+        # Not chained: a pydantic error prints its inputs, which may hold a password.
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -101,12 +108,23 @@ def describe_validation_error(exc: ValidationError) -> str:
         parent = _model_at(EnvironmentConfig, first["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent else "see the README"
         return f"unknown key '{location}'; allowed keys here: {allowed}"
-    value = first.get("input")
+    value = _redacted(first.get("input"))
     message = first["msg"].removeprefix("Value error, ")
     allowed = ""
     if kind == "literal_error":
         allowed = f"; allowed: {first.get('ctx', {}).get('expected', '')}"
     return f"key '{location}' = {value!r}: {message}{allowed}"
+
+
+def _redacted(value: Any) -> Any:
+    """`value` with every password in URIs inside it replaced, so no message shows one."""
+    if isinstance(value, str):
+        return redact_uri(value)
+    if isinstance(value, Mapping):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -131,5 +149,9 @@ def with_full_grid(config: EnvironmentConfig) -> EnvironmentConfig:
 
 def with_data_uri(config: EnvironmentConfig, uri: str) -> EnvironmentConfig:
     """The same environment reading the user's bars from `uri` (`--data`)."""
-    data = config.data.model_copy(update={"source": "uri", "uri": uri})
+    raw = {**config.data.model_dump(), "source": "uri", "uri": uri}
+    try:
+        data = DataConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"--data: {describe_validation_error(exc)}") from None
     return config.model_copy(update={"data": data})

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from alphafactory.config._strict import Strict as _Strict
+from alphafactory.names import CredentialFreeUri, SafeName
 from alphafactory.registry.grades import GRADES
 
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
@@ -93,7 +94,7 @@ class NodePoolConfig(_Strict):
 class KfpConfig(_Strict):
     """Kubeflow Pipelines submission; the `KFP_HOST` environment variable overrides `host`."""
 
-    host: str = ""
+    host: CredentialFreeUri = ""
     namespace: str = "kubeflow"
     experiment: str = "alphafactory"
     service_account: str = ""
@@ -119,7 +120,7 @@ class ObjectStoreConfig(_Strict):
     `AWS_SECRET_ACCESS_KEY`.
     """
 
-    endpoint_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    endpoint_url: CredentialFreeUri = Field(default="", pattern=r"^(https?://\S+)?$")
     credentials_secret: str = Field(default="", pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
     access_key_field: str = Field(default="accesskey", min_length=1)
     secret_key_field: str = Field(default="secretkey", min_length=1)
@@ -142,13 +143,13 @@ class PromotionConfig(_Strict):
     environment the images came from and the SHA-256 of that environment's compiled spec.
     """
 
-    overlay: str | None = Field(default=None, description="manifests/overlays/<overlay>")
+    overlay: SafeName | None = Field(default=None, description="manifests/overlays/<overlay>")
     min_grade: str = "B"
     # strict: a gate is a number, never a string or a boolean (`min_trades: yes` is not 1)
     min_deflated_sharpe: float | None = Field(default=None, gt=0, lt=1, strict=True)
     max_drawdown: float | None = Field(default=None, gt=0, le=1, strict=True)
     min_trades: int | None = Field(default=None, ge=1, strict=True)
-    promoted_from: str | None = None
+    promoted_from: SafeName | None = None
     source_spec_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("min_grade")

@@ -22,6 +22,7 @@ from alphafactory.config.platform import (
     StageResources,
     VertexConfig,
 )
+from alphafactory.names import CredentialFreeUri, SafeName
 
 
 class PlantConfig(_Strict):
@@ -34,7 +35,7 @@ class PlantConfig(_Strict):
     switches off the generator's weak lead-lag of followers on the leader).
     """
 
-    symbols: list[str] = Field(
+    symbols: list[SafeName] = Field(
         default_factory=list, description="symbols that carry the signal; empty: pure noise"
     )
     trigger_share: float = Field(default=1.0, gt=0, le=1)
@@ -46,8 +47,8 @@ class DataConfig(_Strict):
     """Where bars come from: the embedded synthetic generator or a user's file/URI."""
 
     source: Literal["synthetic", "uri"] = "synthetic"
-    uri: str | None = None
-    symbols: list[str] = Field(default_factory=lambda: ["BTC", "ETH", "SOL"], min_length=1)
+    uri: CredentialFreeUri | None = None
+    symbols: list[SafeName] = Field(default_factory=lambda: ["BTC", "ETH", "SOL"], min_length=1)
     n_bars: int = Field(default=26_280, ge=500)
     frequency: str = "1h"
     seed: int = 7
@@ -215,7 +216,7 @@ class TuneConfig(_Strict):
         description="... and the gain is significant at this level (paired block sign-flip "
         "test on the selection events); 1 switches the test off",
     )
-    storage_url: str = Field(
+    storage_url: CredentialFreeUri = Field(
         default="", description="shared Optuna storage (PostgreSQL URL); empty: a file per study"
     )
 
@@ -262,7 +263,7 @@ class ParallelismConfig(_Strict):
 class RegistryConfig(_Strict):
     """MLflow tracking/registry URI; empty means a SQLite file in the run folder's parent."""
 
-    tracking_uri: str = ""
+    tracking_uri: CredentialFreeUri = ""
 
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -281,9 +282,9 @@ def _key_error(loc: tuple[str | int, ...], value: Any, message: str) -> Validati
 class EnvironmentConfig(_Strict):
     """One environment: validated from pipelines/environments/<name>.yaml."""
 
-    name: str
+    name: SafeName
     runner: Literal["local", "kfp", "vertex"] = "local"
-    pipeline_root: str = "runs"
+    pipeline_root: CredentialFreeUri = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     grid: GridConfig = Field(default_factory=GridConfig)
