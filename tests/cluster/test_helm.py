@@ -120,7 +120,7 @@ def test_production_gpu_and_external_db(charts: Charts) -> None:
     mlflow = pod_spec(find(objs, "Deployment", "-mlflow"))
     assert mlflow is not None
     secret_vols = [v["secret"]["secretName"] for v in mlflow["volumes"] if "secret" in v]
-    assert secret_vols == ["alphafactory-mlflow-db"]
+    assert secret_vols == ["alphafactory-mlflow-db", "alphafactory-mlflow-auth"]
     assert not any("valueFrom" in e for e in mlflow["containers"][0].get("env", []))
 
 
