@@ -172,6 +172,41 @@ def test_hand_checked_swing_flags_and_excursion() -> None:
     assert excursion[1] is None
 
 
+def test_hand_checked_body_change_after_a_zero_body_is_nan_not_inf() -> None:
+    # Bar 3 gets open = close (a zero body); bar 4's body 0.6 over it was +inf.
+    bars = _tiny_bars().with_columns(
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.col("close"))
+        .otherwise(pl.col("open"))
+        .alias("open")
+    )
+    matrix = build_feature_matrix(bars, TINY_SCALE, ["candlestick"])
+    body_change = _column(matrix, "candlestick", "body_change")
+    assert body_change[0] is None
+    assert body_change[3] == 0.0  # 0 / |10.2 - 10.6|
+    assert body_change[4] is not None and math.isnan(body_change[4])
+    assert body_change[5] == pytest.approx(0.4 / 0.6, rel=1e-5)
+
+
+def test_hand_checked_swing_excursion_with_zero_sigma_is_nan_not_inf() -> None:
+    close = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.5, 10.2]
+    timestamps = [START + timedelta(hours=hour) for hour in range(len(close))]
+    high = [c + 0.5 for c in close]
+    low = [c - 0.5 for c in close]
+    bars = _bars_frame("X", timestamps, close, high, low, close, [100.0] * len(close))
+    matrix = build_feature_matrix(bars, TINY_SCALE, ["market_structure"])
+    for swing_type in ("high", "low"):
+        excursion = _column(matrix, "market_structure", f"swing_{swing_type}_excursion_w3")
+        assert excursion[:2] == [None, None]
+        # Three equal closes: sigma is 0 and 0.5 / 0 was +inf.
+        assert all(value is not None and math.isnan(value) for value in excursion[2:6])
+    last_three = np.array(close[4:7])
+    expected = (high[6] - last_three.mean()) / last_three.std(ddof=1)
+    assert _column(matrix, "market_structure", "swing_high_excursion_w3")[6] == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
 def _wilder_rsi(closes: list[float], window: int) -> list[float | None]:
     changes = np.diff(closes)
     gains, losses = np.clip(changes, 0, None), np.clip(-changes, 0, None)

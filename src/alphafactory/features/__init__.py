@@ -8,7 +8,11 @@ Example:
 from __future__ import annotations
 
 from alphafactory.features._base import FeatureGenerator, FeatureScale, scale_preset
-from alphafactory.features._matrix import build_feature_matrix, target_derived_columns
+from alphafactory.features._matrix import (
+    build_feature_matrix,
+    column_symbol,
+    target_derived_columns,
+)
 from alphafactory.features._registry import FEATURE_GENERATORS
 
 __all__ = [
@@ -16,6 +20,7 @@ __all__ = [
     "FeatureGenerator",
     "FeatureScale",
     "build_feature_matrix",
+    "column_symbol",
     "scale_preset",
     "target_derived_columns",
 ]

@@ -2,6 +2,10 @@
 
 Every helper builds a causal polars expression: backward rolling windows, ``ewm_mean`` and
 ``shift`` by a positive number of bars only, so a value at bar t never reads a bar after t.
+
+Every division and log of a generator goes through :func:`safe_div` / :func:`safe_log`, so no
+feature is ever ±inf: an undefined value (zero or non-finite denominator, log of a
+non-positive number, an overflow) is NaN, which the models read as missing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ LOW = pl.col("low")
 CLOSE = pl.col("close")
 VOLUME = pl.col("volume")
 LN2 = math.log(2.0)
+NAN = float("nan")
+_INFINITIES = (math.inf, -math.inf)
 
 
 class FeatureScale(BaseModel):
@@ -102,9 +108,28 @@ def as_float(condition: pl.Expr) -> pl.Expr:
     return condition.cast(pl.Float64)
 
 
+def finite_or_nan(expr: pl.Expr) -> pl.Expr:
+    """``expr`` with ±inf replaced by NaN; nulls (warm-up) stay null."""
+    # One reference to ``expr``: polars does not share rolling sub-expressions (no CSE), so
+    # a when/then over ``expr`` would compute its windows again.
+    return expr.replace(_INFINITIES, NAN)
+
+
+def safe_div(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """``numerator / denominator``, NaN where the denominator is 0 or ±inf or the quotient
+    overflows; null where either side is null."""
+    # x/0 is ±inf and 0/0 NaN already; x/inf would be a finite 0 that means nothing.
+    return finite_or_nan(numerator / finite_or_nan(denominator))
+
+
+def safe_log(expr: pl.Expr) -> pl.Expr:
+    """Natural log, NaN where ``expr`` is <= 0 or ±inf; null stays null."""
+    return finite_or_nan(expr.log())
+
+
 def log_return() -> pl.Expr:
-    """Close-to-close log return; null on the first bar."""
-    return (CLOSE / CLOSE.shift(1)).log()
+    """Close-to-close log return; null on the first bar, NaN where a close is not positive."""
+    return safe_log(safe_div(CLOSE, CLOSE.shift(1)))
 
 
 def true_range() -> pl.Expr:

@@ -12,6 +12,7 @@ from alphafactory.features._base import (
     FeatureScale,
     as_float,
     run_length,
+    safe_div,
 )
 
 _DOJI_BODY_SHARE = 0.1
@@ -48,24 +49,25 @@ def _is_down_bar() -> pl.Expr:
 
 def _geometry() -> list[pl.Expr]:
     bar_range = _bar_range()
+    abs_body = _body().abs()
     return [
-        (_body() / bar_range).alias("body_ratio"),
-        (_body().abs() / bar_range).alias("abs_body_ratio"),
-        (_upper_wick() / bar_range).alias("upper_wick_ratio"),
-        (_lower_wick() / bar_range).alias("lower_wick_ratio"),
-        ((_upper_wick() - _lower_wick()) / bar_range).alias("wick_imbalance"),
-        ((CLOSE - LOW) / bar_range).alias("close_position"),
-        (bar_range / CLOSE).alias("range_to_close"),
-        (_body() / OPEN).alias("body_return"),
-        (bar_range / bar_range.shift(1)).alias("range_change"),
-        (_body().abs() / _body().abs().shift(1)).alias("body_change"),
+        safe_div(_body(), bar_range).alias("body_ratio"),
+        safe_div(abs_body, bar_range).alias("abs_body_ratio"),
+        safe_div(_upper_wick(), bar_range).alias("upper_wick_ratio"),
+        safe_div(_lower_wick(), bar_range).alias("lower_wick_ratio"),
+        safe_div(_upper_wick() - _lower_wick(), bar_range).alias("wick_imbalance"),
+        safe_div(CLOSE - LOW, bar_range).alias("close_position"),
+        safe_div(bar_range, CLOSE).alias("range_to_close"),
+        safe_div(_body(), OPEN).alias("body_return"),
+        safe_div(bar_range, bar_range.shift(1)).alias("range_change"),
+        safe_div(abs_body, abs_body.shift(1)).alias("body_change"),
     ]
 
 
 def _gaps() -> list[pl.Expr]:
     prev_close = CLOSE.shift(1)
     return [
-        (OPEN / prev_close - 1.0).alias("gap"),
+        (safe_div(OPEN, prev_close) - 1.0).alias("gap"),
         as_float(HIGH.shift(1) < OPEN).alias("gap_up"),
         as_float(LOW.shift(1) > OPEN).alias("gap_down"),
     ]
@@ -114,13 +116,13 @@ def _windowed(window: int) -> list[pl.Expr]:
     bar_range = _bar_range()
     w = window
     return [
-        (_body() / bar_range).rolling_mean(w).alias(f"body_ratio_mean_{w}"),
-        (_upper_wick() / bar_range).rolling_mean(w).alias(f"upper_wick_mean_{w}"),
-        (_lower_wick() / bar_range).rolling_mean(w).alias(f"lower_wick_mean_{w}"),
-        ((CLOSE - LOW) / bar_range).rolling_mean(w).alias(f"close_position_mean_{w}"),
+        safe_div(_body(), bar_range).rolling_mean(w).alias(f"body_ratio_mean_{w}"),
+        safe_div(_upper_wick(), bar_range).rolling_mean(w).alias(f"upper_wick_mean_{w}"),
+        safe_div(_lower_wick(), bar_range).rolling_mean(w).alias(f"lower_wick_mean_{w}"),
+        safe_div(CLOSE - LOW, bar_range).rolling_mean(w).alias(f"close_position_mean_{w}"),
         as_float(_is_up_bar()).rolling_mean(w).alias(f"up_bar_share_{w}"),
         as_float(_is_doji()).rolling_mean(w).alias(f"doji_share_{w}"),
-        (bar_range / bar_range.rolling_mean(w)).alias(f"range_vs_mean_{w}"),
+        safe_div(bar_range, bar_range.rolling_mean(w)).alias(f"range_vs_mean_{w}"),
     ]
 
 

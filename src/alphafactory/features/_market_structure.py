@@ -17,6 +17,8 @@ from alphafactory.features._base import (
     FeatureScale,
     as_float,
     bars_since,
+    finite_or_nan,
+    safe_div,
     true_range,
     wilder,
 )
@@ -48,10 +50,13 @@ def _swing(window: int) -> list[pl.Expr]:
     return [
         as_float(high_flag).alias(SWING_FLAG.format(swing_type="high", window=window)),
         as_float(low_flag).alias(SWING_FLAG.format(swing_type="low", window=window)),
-        ((HIGH - mean_close) / sigma).alias(
+        # NaN where sigma is 0 (closes flat over the window), like the target's own excursion.
+        safe_div(HIGH - mean_close, sigma).alias(
             SWING_EXCURSION.format(swing_type="high", window=window)
         ),
-        ((mean_close - LOW) / sigma).alias(SWING_EXCURSION.format(swing_type="low", window=window)),
+        safe_div(mean_close - LOW, sigma).alias(
+            SWING_EXCURSION.format(swing_type="low", window=window)
+        ),
         bars_since(high_flag.shift(1)).alias(f"bars_since_swing_high_w{window}"),
         bars_since(low_flag.shift(1)).alias(f"bars_since_swing_low_w{window}"),
         # Rates and ages use swings before bar t only: the flag at t is the target's own.
@@ -66,13 +71,13 @@ def _ranges(window: int) -> list[pl.Expr]:
     prior_high, prior_low = HIGH.shift(1).rolling_max(w), LOW.shift(1).rolling_min(w)
     atr = true_range().rolling_mean(w)
     return [
-        (CLOSE / highest - 1.0).alias(f"dist_high_{w}"),
-        (CLOSE / lowest - 1.0).alias(f"dist_low_{w}"),
-        ((highest - lowest) / CLOSE).alias(f"range_width_{w}"),
+        (safe_div(CLOSE, highest) - 1.0).alias(f"dist_high_{w}"),
+        (safe_div(CLOSE, lowest) - 1.0).alias(f"dist_low_{w}"),
+        safe_div(highest - lowest, CLOSE).alias(f"range_width_{w}"),
         as_float(prior_high < CLOSE).alias(f"breakout_up_{w}"),
         as_float(prior_low > CLOSE).alias(f"breakout_down_{w}"),
-        ((CLOSE - prior_high) / atr).alias(f"breakout_strength_up_{w}"),
-        ((prior_low - CLOSE) / atr).alias(f"breakout_strength_down_{w}"),
+        safe_div(CLOSE - prior_high, atr).alias(f"breakout_strength_up_{w}"),
+        safe_div(prior_low - CLOSE, atr).alias(f"breakout_strength_down_{w}"),
     ]
 
 
@@ -93,7 +98,9 @@ def _directional(window: int) -> tuple[pl.Expr, pl.Expr]:
     plus_dm = pl.when((up_move > down_move) & (up_move > 0)).then(up_move).otherwise(0.0)
     minus_dm = pl.when((down_move > up_move) & (down_move > 0)).then(down_move).otherwise(0.0)
     atr = wilder(true_range(), window)
-    return 100.0 * wilder(plus_dm, window) / atr, 100.0 * wilder(minus_dm, window) / atr
+    return safe_div(100.0 * wilder(plus_dm, window), atr), safe_div(
+        100.0 * wilder(minus_dm, window), atr
+    )
 
 
 def _trend(window: int) -> list[pl.Expr]:
@@ -103,12 +110,14 @@ def _trend(window: int) -> list[pl.Expr]:
     net = CLOSE - CLOSE.shift(w)
     index_var = w * (w + 1) / 12.0
     plus_di, minus_di = _directional(w)
-    dx = 100.0 * (plus_di - minus_di).abs() / (plus_di + minus_di)
+    dx = safe_div(100.0 * (plus_di - minus_di).abs(), plus_di + minus_di)
+    slope = pl.rolling_cov(index, CLOSE, window_size=w) / index_var
     return [
-        (net / path).alias(f"efficiency_{w}"),
-        (net.abs() / path).alias(f"trend_efficiency_{w}"),
-        pl.rolling_corr(index, CLOSE, window_size=w).alias(f"trend_corr_{w}"),
-        (pl.rolling_cov(index, CLOSE, window_size=w) / index_var / CLOSE).alias(f"trend_slope_{w}"),
+        safe_div(net, path).alias(f"efficiency_{w}"),
+        safe_div(net.abs(), path).alias(f"trend_efficiency_{w}"),
+        # cov / (std * std) inside: a flat window must give NaN, not a round-off blow-up.
+        finite_or_nan(pl.rolling_corr(index, CLOSE, window_size=w)).alias(f"trend_corr_{w}"),
+        safe_div(slope, CLOSE).alias(f"trend_slope_{w}"),
         (plus_di - minus_di).alias(f"di_diff_{w}"),
         wilder(dx, w).alias(f"adx_{w}"),
     ]

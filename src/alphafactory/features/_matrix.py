@@ -92,6 +92,13 @@ def target_derived_columns(
     return [column for column in columns if column in leaking]
 
 
+def column_symbol(column: str) -> str | None:
+    """The symbol of a per-symbol feature column; None for the shared temporal columns."""
+    if column.startswith(TEMPORAL_PREFIX):
+        return None
+    return column.split(SEPARATOR, 1)[0]
+
+
 def _resolve_scale(scale: FeatureScale | str) -> FeatureScale:
     if isinstance(scale, FeatureScale):
         return scale

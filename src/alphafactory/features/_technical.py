@@ -13,6 +13,7 @@ from alphafactory.features._base import (
     VOLUME,
     FeatureScale,
     ema,
+    safe_div,
     true_range,
     wilder,
 )
@@ -27,6 +28,8 @@ def rsi(window: int) -> pl.Expr:
     change = CLOSE.diff()
     gain = wilder(change.clip(lower_bound=0.0), window)
     loss = wilder((-change).clip(lower_bound=0.0), window)
+    # Unguarded on purpose, and never ±inf: no losses gives gain / 0 = inf and the limit
+    # 100 - 100 / inf = 100; no moves at all gives 0 / 0 = NaN.
     return 100.0 - 100.0 / (1.0 + gain / loss)
 
 
@@ -52,7 +55,7 @@ def cci(window: int) -> pl.Expr:
     mean_deviation = typical.map_batches(
         lambda values: _rolling_mean_abs_deviation(values, window), return_dtype=pl.Float64
     )
-    return (typical - mean) / (_CCI_CONSTANT * mean_deviation)
+    return safe_div(typical - mean, _CCI_CONSTANT * mean_deviation)
 
 
 def _on_balance_volume() -> pl.Expr:
@@ -62,22 +65,22 @@ def _on_balance_volume() -> pl.Expr:
 def _trend(window: int) -> list[pl.Expr]:
     w = window
     return [
-        (CLOSE / CLOSE.rolling_mean(w) - 1.0).alias(f"sma_ratio_{w}"),
-        (CLOSE / ema(CLOSE, w) - 1.0).alias(f"ema_ratio_{w}"),
-        (CLOSE / CLOSE.shift(w) - 1.0).alias(f"roc_{w}"),
-        ((CLOSE - CLOSE.shift(w)) / true_range().rolling_mean(w)).alias(f"momentum_atr_{w}"),
+        (safe_div(CLOSE, CLOSE.rolling_mean(w)) - 1.0).alias(f"sma_ratio_{w}"),
+        (safe_div(CLOSE, ema(CLOSE, w)) - 1.0).alias(f"ema_ratio_{w}"),
+        (safe_div(CLOSE, CLOSE.shift(w)) - 1.0).alias(f"roc_{w}"),
+        safe_div(CLOSE - CLOSE.shift(w), true_range().rolling_mean(w)).alias(f"momentum_atr_{w}"),
     ]
 
 
 def _oscillators(window: int) -> list[pl.Expr]:
     w = window
     highest, lowest = HIGH.rolling_max(w), LOW.rolling_min(w)
-    stoch_k = (CLOSE - lowest) / (highest - lowest)
+    stoch_k = safe_div(CLOSE - lowest, highest - lowest)
     return [
         rsi(w).alias(f"rsi_{w}"),
         (100.0 * stoch_k).alias(f"stoch_k_{w}"),
         (100.0 * stoch_k.rolling_mean(_STOCH_SMOOTHING)).alias(f"stoch_d_{w}"),
-        (-100.0 * (highest - CLOSE) / (highest - lowest)).alias(f"williams_r_{w}"),
+        safe_div(-100.0 * (highest - CLOSE), highest - lowest).alias(f"williams_r_{w}"),
         cci(w).alias(f"cci_{w}"),
     ]
 
@@ -88,28 +91,27 @@ def _bands(window: int) -> list[pl.Expr]:
     lower = mean - _BOLLINGER_WIDTH * std
     width = 2.0 * _BOLLINGER_WIDTH * std
     return [
-        ((CLOSE - lower) / width).alias(f"bb_pctb_{w}"),
-        (width / mean).alias(f"bb_width_{w}"),
-        (wilder(true_range(), w) / CLOSE).alias(f"natr_{w}"),
+        safe_div(CLOSE - lower, width).alias(f"bb_pctb_{w}"),
+        safe_div(width, mean).alias(f"bb_width_{w}"),
+        safe_div(wilder(true_range(), w), CLOSE).alias(f"natr_{w}"),
     ]
 
 
 def _volume(window: int) -> list[pl.Expr]:
     w = window
     obv = _on_balance_volume()
+    vwap = safe_div((CLOSE * VOLUME).rolling_sum(w), VOLUME.rolling_sum(w))
     return [
-        ((obv - obv.shift(w)) / VOLUME.rolling_sum(w)).alias(f"obv_change_{w}"),
-        ((VOLUME - VOLUME.rolling_mean(w)) / VOLUME.rolling_std(w)).alias(f"volume_z_{w}"),
-        (VOLUME / VOLUME.rolling_mean(w)).alias(f"volume_ratio_{w}"),
-        ((CLOSE * VOLUME).rolling_sum(w) / VOLUME.rolling_sum(w) / CLOSE - 1.0).alias(
-            f"vwap_distance_{w}"
-        ),
+        safe_div(obv - obv.shift(w), VOLUME.rolling_sum(w)).alias(f"obv_change_{w}"),
+        safe_div(VOLUME - VOLUME.rolling_mean(w), VOLUME.rolling_std(w)).alias(f"volume_z_{w}"),
+        safe_div(VOLUME, VOLUME.rolling_mean(w)).alias(f"volume_ratio_{w}"),
+        (safe_div(vwap, CLOSE) - 1.0).alias(f"vwap_distance_{w}"),
     ]
 
 
 def _macd(fast: int, slow: int, signal: int) -> list[pl.Expr]:
     suffix = f"{fast}_{slow}_{signal}"
-    line = (ema(CLOSE, fast) - ema(CLOSE, slow)) / CLOSE
+    line = safe_div(ema(CLOSE, fast) - ema(CLOSE, slow), CLOSE)
     signal_line = ema(line, signal)
     return [
         line.alias(f"macd_{suffix}"),
@@ -120,7 +122,7 @@ def _macd(fast: int, slow: int, signal: int) -> list[pl.Expr]:
 
 def _ema_crosses(windows: tuple[int, ...]) -> list[pl.Expr]:
     return [
-        (ema(CLOSE, fast) / ema(CLOSE, slow) - 1.0).alias(f"ema_cross_{fast}_{slow}")
+        (safe_div(ema(CLOSE, fast), ema(CLOSE, slow)) - 1.0).alias(f"ema_cross_{fast}_{slow}")
         for fast, slow in zip(windows, windows[1:], strict=False)
     ]
 

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import polars as pl
 
-from alphafactory.features._base import CLOSE, HIGH, LN2, LOW, OPEN, FeatureScale, log_return
+from alphafactory.features._base import (
+    CLOSE,
+    HIGH,
+    LN2,
+    LOW,
+    OPEN,
+    FeatureScale,
+    finite_or_nan,
+    log_return,
+    safe_div,
+    safe_log,
+)
 
 _VOL_OF_VOL_BASE = 5
 
 
+def _log_ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    return safe_log(safe_div(numerator, denominator))
+
+
 def _parkinson_term() -> pl.Expr:
-    return (HIGH / LOW).log().pow(2) / (4.0 * LN2)
+    return _log_ratio(HIGH, LOW).pow(2) / (4.0 * LN2)
 
 
 def _garman_klass_term() -> pl.Expr:
-    return 0.5 * (HIGH / LOW).log().pow(2) - (2.0 * LN2 - 1.0) * (CLOSE / OPEN).log().pow(2)
+    return 0.5 * _log_ratio(HIGH, LOW).pow(2) - (2.0 * LN2 - 1.0) * _log_ratio(CLOSE, OPEN).pow(2)
 
 
 def _rogers_satchell_term() -> pl.Expr:
-    return (HIGH / CLOSE).log() * (HIGH / OPEN).log() + (LOW / CLOSE).log() * (LOW / OPEN).log()
+    return _log_ratio(HIGH, CLOSE) * _log_ratio(HIGH, OPEN) + _log_ratio(LOW, CLOSE) * _log_ratio(
+        LOW, OPEN
+    )
 
 
 def _root_mean(non_negative: pl.Expr, window: int) -> pl.Expr:
@@ -50,13 +67,16 @@ def _moments(window: int) -> list[pl.Expr]:
     w = window
     returns = log_return()
     exprs = [
-        ((returns - returns.rolling_mean(w)) / returns.rolling_std(w)).alias(f"return_z_{w}"),
-        (returns.rolling_sum(w) / (returns.rolling_std(w) * w**0.5)).alias(f"return_sharpe_{w}"),
+        safe_div(returns - returns.rolling_mean(w), returns.rolling_std(w)).alias(f"return_z_{w}"),
+        safe_div(returns.rolling_sum(w), returns.rolling_std(w) * w**0.5).alias(
+            f"return_sharpe_{w}"
+        ),
     ]
+    # Skew and kurtosis divide by a power of the variance inside.
     if w >= 3:
-        exprs.append(returns.rolling_skew(w).alias(f"return_skew_{w}"))
+        exprs.append(finite_or_nan(returns.rolling_skew(w)).alias(f"return_skew_{w}"))
     if w >= 4:
-        exprs.append(returns.rolling_kurtosis(w).alias(f"return_kurtosis_{w}"))
+        exprs.append(finite_or_nan(returns.rolling_kurtosis(w)).alias(f"return_kurtosis_{w}"))
     return exprs
 
 
@@ -64,17 +84,19 @@ def _vol_of_vol(window: int) -> list[pl.Expr]:
     w = window
     base_vol = realised_vol(_VOL_OF_VOL_BASE)
     return [
-        (base_vol.rolling_std(w) / base_vol.rolling_mean(w)).alias(f"vol_of_vol_{w}"),
-        (realised_vol(w) / realised_vol(w).shift(w)).alias(f"vol_change_{w}"),
+        safe_div(base_vol.rolling_std(w), base_vol.rolling_mean(w)).alias(f"vol_of_vol_{w}"),
+        safe_div(realised_vol(w), realised_vol(w).shift(w)).alias(f"vol_change_{w}"),
     ]
 
 
 def _ratios(windows: tuple[int, ...]) -> list[pl.Expr]:
     exprs = []
     for short, long in zip(windows, windows[1:], strict=False):
-        exprs.append((realised_vol(short) / realised_vol(long)).alias(f"vol_ratio_{short}_{long}"))
         exprs.append(
-            (_parkinson_term().rolling_mean(short) / _parkinson_term().rolling_mean(long))
+            safe_div(realised_vol(short), realised_vol(long)).alias(f"vol_ratio_{short}_{long}")
+        )
+        exprs.append(
+            safe_div(_parkinson_term().rolling_mean(short), _parkinson_term().rolling_mean(long))
             .sqrt()
             .alias(f"parkinson_ratio_{short}_{long}")
         )

@@ -13,13 +13,16 @@ from alphafactory.data.bars import data_hash, infer_frequency, load_bars
 from alphafactory.data.splits import make_periods
 from alphafactory.data.synthetic import generate_bars_with_truth
 from alphafactory.errors import DataError
-from alphafactory.features import build_feature_matrix
+from alphafactory.features import build_feature_matrix, column_symbol
 from alphafactory.layout import Plan, RunLayout
 from alphafactory.stages.hygiene import apply_hygiene
 from alphafactory.targets.swing import build_targets
 from alphafactory.targets.variants import expand_grid, group_variants, plan_shards
 
 log = logging.getLogger(__name__)
+
+_BAR_VALUES = ("open", "high", "low", "close", "volume")
+_SHOWN_COLUMNS = 3
 
 
 def load_source_bars(config: EnvironmentConfig) -> tuple[pl.DataFrame, dict[str, Any] | None]:
@@ -52,6 +55,42 @@ def check_enough_bars(bars: pl.DataFrame, config: EnvironmentConfig, source: str
             )
 
 
+def refuse_infinite_features(features: pl.DataFrame, bars: pl.DataFrame, source: str) -> None:
+    """Refuse a feature matrix with ±inf cells, naming the columns and the bar behind them.
+
+    The generators never divide into ±inf, so an infinite cell is an input value beyond the
+    float32 range of the matrix (a high of 1e300, say): the models must not see it.
+    """
+    counts = features.select(pl.exclude("timestamp").is_infinite().sum()).row(0, named=True)
+    infinite = {column: count for column, count in counts.items() if count}
+    if not infinite:
+        return
+    shown = ", ".join(f"{c} ({n})" for c, n in list(infinite.items())[:_SHOWN_COLUMNS])
+    more = f" and {len(infinite) - _SHOWN_COLUMNS} more" if len(infinite) > _SHOWN_COLUMNS else ""
+    symbols = sorted({s for s in map(column_symbol, infinite) if s is not None})
+    culprit = _largest_bar_value(bars, symbols[0]) if symbols else ""
+    raise DataError(
+        f"{source}: {sum(infinite.values())} feature cells are ±inf in {len(infinite)} columns: "
+        f"{shown}{more}; symbols {', '.join(symbols)}{culprit}; check the input bars for "
+        "absurd or overflowing values (the features are float32, at most 3.4e38)"
+    )
+
+
+def _largest_bar_value(bars: pl.DataFrame, symbol: str) -> str:
+    """'; the largest value of SYMBOL is high = 1e+300 at <timestamp>' for the message."""
+    values = (
+        bars.filter(pl.col("symbol") == symbol)
+        .select("timestamp", *[pl.col(c).cast(pl.Float64) for c in _BAR_VALUES])
+        .unpivot(index="timestamp")
+        .filter(pl.col("value").is_not_nan())
+        .sort(pl.col("value").abs(), descending=True, nulls_last=True)
+    )
+    if values.height == 0:
+        return ""
+    timestamp, column, value = values.row(0)
+    return f"; the largest value of {symbol} is {column} = {value:.6g} at {timestamp}"
+
+
 def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     """Build and write the feature matrix, targets per group and the plan; return metrics."""
     layout = RunLayout(run_dir)
@@ -62,6 +101,7 @@ def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     log.info("prepare: %d bars for %s", bars.height, ", ".join(symbols))
 
     features = build_feature_matrix(bars, config.features.scale)
+    refuse_infinite_features(features, bars, source)
     timeline = features["timestamp"].cast(pl.Datetime("us")).to_numpy()
     periods = make_periods(timeline, config.split.selection_fraction, config.split.test_fraction)
     # Hygiene is a choice: its statistics never see the test period.

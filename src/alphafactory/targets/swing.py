@@ -55,11 +55,14 @@ def swing_excursion(
     if swing_type == "high":
         previous = pl.Series(high).shift(1).rolling_max(window, min_samples=window).to_numpy()
         is_extreme = high >= previous
-        excursion = (high - mean_close) / sigma
+        distance = high - mean_close
     else:
         previous = pl.Series(low).shift(1).rolling_min(window, min_samples=window).to_numpy()
         is_extreme = low <= previous
-        excursion = (mean_close - low) / sigma
+        distance = mean_close - low
+    # Zero or non-finite sigma (flat closes) is no event and a NaN excursion, as in the features.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        excursion = distance / sigma
     valid = ~np.isnan(previous) & np.isfinite(excursion) & (sigma > 0)
     return is_extreme & valid, np.where(valid, excursion, np.nan)
 
