@@ -360,6 +360,11 @@ def test_errors_name_the_problem() -> None:
         build_feature_matrix(bars.clear())
     with pytest.raises(ConfigError, match="unknown scale 'huge'"):
         build_feature_matrix(bars, "huge")
+    for symbol in ("A__B", "../x", "B T C"):
+        one = bars.filter(pl.col("symbol") == bars["symbol"][0])
+        renamed = one.with_columns(pl.lit(symbol).alias("symbol"))
+        with pytest.raises(DataError, match=r"symbols \[.*\] are not safe names; use 1-64 ASCII"):
+            build_feature_matrix(renamed)
     with pytest.raises(ConfigError, match="unknown \\['candles'\\]"):
         build_feature_matrix(bars, "small", ["candles"])
 

@@ -11,6 +11,7 @@ from alphafactory.errors import ConfigError, DataError
 from alphafactory.features._base import FeatureGenerator, FeatureScale, scale_preset
 from alphafactory.features._market_structure import SWING_EXCURSION, SWING_FLAG
 from alphafactory.features._registry import FEATURE_GENERATORS
+from alphafactory.names import SAFE_NAME_RULE, is_safe_name
 
 SEPARATOR = "__"
 TEMPORAL_PREFIX = f"time{SEPARATOR}temporal{SEPARATOR}"
@@ -131,9 +132,12 @@ def _validated(bars: pl.DataFrame) -> pl.DataFrame:
     )
     if clean.select(pl.struct("symbol", "timestamp").is_duplicated().any()).item():
         raise DataError("bars: duplicate (symbol, timestamp) rows; keep one bar per timestamp")
-    bad_symbols = [s for s in clean.get_column("symbol").unique() if SEPARATOR in (s or "_")]
-    if bad_symbols or clean.get_column("symbol").null_count():
-        raise DataError(f"bars: symbols must be non-null without '{SEPARATOR}': {bad_symbols}")
+    # the safe-name rule excludes SEPARATOR, which joins symbol and feature names
+    bad_symbols = [s for s in clean.get_column("symbol").unique() if not is_safe_name(s)]
+    if bad_symbols:
+        raise DataError(
+            f"bars: symbols {sorted(map(str, bad_symbols))} are not safe names; use {SAFE_NAME_RULE}"
+        )
     return clean
 
 
