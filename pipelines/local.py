@@ -2,13 +2,19 @@
 
 A run writes into `<runs>/<run id>.incomplete/`; the folder is renamed to `<runs>/<run id>/`
 only when every task succeeded, or to `<runs>/<run id>.failed/` otherwise, so no partial
-run ever looks complete.
+run ever looks complete. A folder left `.incomplete` by a process that is gone is marked
+failed when the next run starts.
 """
 
 import json
 import logging
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,9 +29,18 @@ from alphafactory.config import (
 )
 from alphafactory.errors import ConfigError
 from alphafactory.layout import RunLayout
+from alphafactory.runtime import (
+    INCOMPLETE_SUFFIX,
+    mark_failed,
+    mark_stale_runs,
+    stop_group,
+    write_owner,
+)
 from alphafactory.targets.variants import expand_grid, group_variants
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
+FAILURE_FILE = "pipeline-failure.txt"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,8 @@ class LocalRunOutcome:
     run_dir: Path
     error: str = ""
     seconds: float = 0.0
+    signal: int = 0
+    """The signal (SIGINT, SIGTERM) that interrupted the run, 0 when none did."""
 
 
 def task_causes(run_dir: Path) -> list[str]:
@@ -118,40 +135,33 @@ def prepare_local_run(
 
 
 def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
-    """Execute the pipeline with kfp.local's SubprocessRunner in this Python environment."""
-    from kfp import local
+    """Execute the pipeline with kfp.local's SubprocessRunner in this Python environment.
 
-    from pipelines.pipeline import build_pipeline
+    The kfp.local orchestrator and its tasks run in a session (process group) of their own;
+    SIGINT or SIGTERM stops the whole group and marks the run failed. `champion` aliases move
+    only once the folder is finalised (see `alphafactory.stages.publish.apply_promotions`).
+    """
+    from alphafactory.stages.publish import apply_promotions
 
     plan.runs_dir.mkdir(parents=True, exist_ok=True)
-    working = plan.runs_dir / f"{plan.run_id}.incomplete"
+    mark_stale_runs(plan.runs_dir)
+    working = plan.runs_dir / f"{plan.run_id}{INCOMPLETE_SUFFIX}"
     working.mkdir()
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(plan.runs_dir / ".kfp"),
-        raise_on_error=True,
-    )
-    pipeline = build_pipeline(plan.config.model_dump_json())
     started = time.perf_counter()
-    root_logger = logging.getLogger()
-    saved_handlers, saved_level = list(root_logger.handlers), root_logger.level
-    try:
-        pipeline(run_dir=str(working))
-    except Exception as exc:  # a failed task surfaces as a RuntimeError from kfp.local
-        failed = working.with_name(f"{plan.run_id}.failed")
-        working.rename(failed)
-        causes = task_causes(failed)
-        (failed / "ERROR.txt").write_text(
-            "\n".join([f"{type(exc).__name__}: {exc}", *causes]) + "\n"
-        )
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        message = "\n".join([message, *causes])
-        return LocalRunOutcome(False, failed, message, time.perf_counter() - started)
-    finally:  # kfp.local installs its own root handlers; do not leak them into the caller
-        root_logger.handlers[:] = saved_handlers
-        root_logger.setLevel(saved_level)
+    failure, interrupted = _execute_in_own_group(plan, working)
+    seconds = time.perf_counter() - started
+    if interrupted:
+        name = signal.Signals(interrupted).name
+        message = f"interrupted: {name} received by process {os.getpid()}; every task stopped"
+        failed, _ = _fail(working, message)
+        return LocalRunOutcome(False, failed, message, seconds, interrupted)
+    if failure is not None:
+        failed, causes = _fail(working, failure)
+        message = failure.splitlines()[0] if failure else "the pipeline failed"
+        return LocalRunOutcome(False, failed, "\n".join([message, *causes]), seconds)
     finished = plan.runs_dir / plan.run_id
     working.rename(finished)
+    apply_promotions(plan.config, str(finished))
     (finished / "run.json").write_text(
         json.dumps(
             {
@@ -164,6 +174,89 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
         )
     )
     return LocalRunOutcome(True, finished, seconds=time.perf_counter() - started)
+
+
+def _fail(working: Path, reason: str) -> tuple[Path, list[str]]:
+    """Mark the run failed; ERROR.txt gives the reason and each failed task's last line."""
+    failed = mark_failed(working, [reason])
+    causes = task_causes(failed)
+    mark_failed(failed, [reason, *causes])
+    return failed, causes
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted(signum)
+
+
+def _execute_in_own_group(plan: LocalRunPlan, working: Path) -> tuple[str | None, int]:
+    """Run the pipeline in a child session; (failure line or None, signal that stopped it)."""
+    failure_file = working / FAILURE_FILE
+    command = [sys.executable, "-m", "pipelines.local", str(working), str(plan.runs_dir / ".kfp")]
+    command += [str(os.getpid())]
+    in_main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
+    for sig in saved:
+        signal.signal(sig, _raise_interrupted)
+    child = None
+    try:
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, text=True, start_new_session=True)
+        write_owner(working, child.pid)
+        assert child.stdin is not None
+        child.stdin.write(plan.config.model_dump_json())
+        child.stdin.close()
+        code = child.wait()
+    except _Interrupted as stop:
+        if child is not None:
+            stop_group(child.pid)
+            child.wait()
+        return None, stop.signum
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if code == 0:
+        return None, 0
+    text = failure_file.read_text() if failure_file.exists() else ""
+    failure_file.unlink(missing_ok=True)
+    return text or f"the pipeline process exited with code {code}", 0
+
+
+def _die_with(parent: int) -> None:
+    """Stop this process group when the `alphafactory run` process that owns it is gone
+    (killed with SIGKILL, it cannot stop the group itself)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def _child_main(working: str, pipeline_root: str, parent: str) -> int:
+    """The child session's body: the pipeline on kfp.local; a failure goes to FAILURE_FILE."""
+    from kfp import local
+
+    from pipelines.pipeline import build_pipeline
+
+    _die_with(int(parent))
+    config_json = sys.stdin.read()
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=pipeline_root,
+        raise_on_error=True,
+    )
+    try:
+        build_pipeline(config_json)(run_dir=working)
+    except Exception as exc:  # a failed task surfaces as a RuntimeError from kfp.local
+        (Path(working) / FAILURE_FILE).write_text(f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
 
 
 def compiled_path(env_name: str, root: Path | None = None) -> Path:
@@ -237,3 +330,7 @@ __all__ = [
     "run_locally",
     "stale_specs",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(*sys.argv[1:]))

@@ -19,7 +19,14 @@ from alphafactory import io
 from alphafactory.config import load_environment, validate_environment
 from alphafactory.errors import ConfigError, DataError
 from alphafactory.layout import RunLayout
-from alphafactory.registry import ModelInfo, ModelRegistry, RegisteredModel, registered_model_name
+from alphafactory.registry import (
+    CHAMPION,
+    ModelInfo,
+    ModelRegistry,
+    RegisteredModel,
+    SemVer,
+    registered_model_name,
+)
 from alphafactory.registry.grades import (
     METRIC_BACKTEST_MAX_DRAWDOWN,
     METRIC_BACKTEST_SHARPE,
@@ -109,10 +116,10 @@ def test_registered_models_carry_the_backtest_results(tiny_runs: TinyRuns) -> No
 
 @pytest.fixture(scope="module")
 def edited(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
-    """infer once more on a copy whose backtest results were edited, so the BTC champions
-    (now 1.0.1) have known figures: BTC_w3_high a weak deflated Sharpe and a poor drawdown,
-    BTC_w10_high NaN figures and few trades, BTC_w3_low no backtest at all, BTC_w10_low a PBO
-    and its own (passing) figures."""
+    """infer once more as a new run (run-2) on a copy whose backtest results were edited,
+    and make its BTC versions (1.0.1) the champions, so they have known figures: BTC_w3_high
+    a weak deflated Sharpe and a poor drawdown, BTC_w10_high NaN figures and few trades,
+    BTC_w3_low no backtest at all, BTC_w10_low a PBO and its own (passing) figures."""
     runs = clone_runs(tiny_runs, tmp_path_factory.mktemp("backtest-gates"))
     path = runs.run_dir / "backtest" / "results.json"
     results = json.loads(path.read_text())
@@ -125,10 +132,15 @@ def edited(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> Tin
                                     "n_splits": 8, "median_logit": 0.6}  # fmt: skip
     del groups["BTC_w3_low"]
     path.write_text(json.dumps(results))
-    run_infer(runs.config, str(runs.run_dir))
+    second = runs.runs_dir / "run-2"  # a new run: publishing run-1 again would reuse its versions
+    shutil.copytree(runs.run_dir, second)
+    run_infer(runs.config, str(second))
     registry = _registry(runs)
     for gid in ("BTC_w3_high", "BTC_w10_high", "BTC_w3_low", "BTC_w10_low"):
-        assert str(_champion(registry, gid).semver) == "1.0.1"  # equal test AP: ties promote
+        name = registered_model_name(gid)
+        assert str(_champion(registry, gid).semver) == "1.0.0"  # equal test AP: a tie keeps it
+        registry.set_alias(name, SemVer(1, 0, 1), CHAMPION)  # the edited versions as champions
+        assert str(_champion(registry, gid).semver) == "1.0.1"
     return runs
 
 

@@ -1,9 +1,11 @@
 """The publish step of the infer stage: registry versions, grades, checksums, lineage and
-champions after a tiny run, and what a rerun on identical inputs does (cache hits, patch bump)."""
+champions after a tiny run, and what a new run on identical inputs does (cache hits, patch
+bump, a tie keeps the champion)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,18 +59,22 @@ def first(tiny_runs: TinyRuns) -> TinyRuns:
 
 @pytest.fixture(scope="module")
 def rerun(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> Rerun:
-    """train + infer once more on a copy of the finished run: identical inputs."""
+    """train + infer once more as a new run (`run-2`, a copy of the finished run): identical
+    inputs."""
     runs = clone_runs(tiny_runs, tmp_path_factory.mktemp("publish-rerun"))
-    config, root = runs.config, str(runs.run_dir)
+    second = runs.runs_dir / "run-2"
+    shutil.copytree(runs.run_dir, second)
+    config, root = runs.config, str(second)
     seconds, files = [], []
     for shard in range(len(runs.plan["shards"])):
         started = time.perf_counter()
         run_train_shard(config, root, shard)
         seconds.append(time.perf_counter() - started)
-        path = runs.run_dir / "train" / "shards" / f"shard-{shard:03d}.json"
+        path = second / "train" / "shards" / f"shard-{shard:03d}.json"
         files.append(json.loads(path.read_text()))
     run_infer(config, root)
-    return Rerun(runs, _registry(runs), seconds, files, _published(runs))
+    published = dict(json.loads((second / "infer" / "registry.json").read_text()))
+    return Rerun(runs, _registry(runs), seconds, files, published)
 
 
 def _version(registry: ModelRegistry, gid: str, semver: str) -> RegisteredModel:
@@ -168,8 +174,9 @@ def test_rerun_on_same_data_bumps_the_patch_version(rerun: Rerun) -> None:
             assert champion is None and parents == ()
             continue
         assert parents == (earlier.model_id,)
-        # equal test AP keeps the newest version champion (ties promote)
-        assert champion is not None and champion.model_id == later.model_id
+        # equal test AP: a tie keeps the current champion
+        assert champion is not None and champion.model_id == earlier.model_id
+        assert not rerun.published[gid]["champion"]
     assert len(registry.list_models()) == 16
 
 
@@ -195,19 +202,31 @@ def test_a_new_version_without_skill_leaves_the_previous_champion(
     runs = clone_runs(tiny_runs, tmp_path)
     gid = "BTC_w3_high"
     assert _published(runs)[gid]["champion"]
-    for shard in (runs.run_dir / "train" / "shards").glob("*.json"):
+    second = runs.runs_dir / "run-2"  # a new run: the same run would reuse its versions
+    shutil.copytree(runs.run_dir, second)
+    for shard in (second / "train" / "shards").glob("*.json"):
         fitted = json.loads(shard.read_text())
         if gid in fitted:
             fitted[gid]["test"]["p_value"] = 1.0
-            shard.write_text(json.dumps(fitted))
-    run_infer(runs.config, str(runs.run_dir))
-    republished = _published(runs)
+            fitted[gid]["test"]["test_ap"] += 0.01  # better, but without skill
+        for other, entry in fitted.items():
+            if other != gid and other.startswith("BTC"):
+                entry["test"]["test_ap"] += 0.01  # strictly better: these take champion
+        shard.write_text(json.dumps(fitted))
+    run_infer(runs.config, str(second))
+    republished = dict(json.loads((second / "infer" / "registry.json").read_text()))
     assert republished[gid]["semver"] == "1.0.1" and republished[gid]["grade"] == "F"
     assert not republished[gid]["champion"] and not republished[gid]["skill"]["skill"]
     registry = _registry(runs)
     champion = registry.champion(registered_model_name(gid))
     assert champion is not None and champion.semver == SemVer(1, 0, 0)
     assert registry.info(_version(registry, gid, "1.0.1").model_id).tags["skill"] == "no"
-    # the other planted groups kept their skill and moved their champion to 1.0.1
+    # the other planted groups kept their skill, beat 1.0.0 and moved their champion to 1.0.1
     others = [g for g, p in republished.items() if p["skill"]["skill"]]
     assert len(others) == 3 and all(republished[g]["champion"] for g in others)
+    assert all(_champion_semver(registry, g) == SemVer(1, 0, 1) for g in others)
+
+
+def _champion_semver(registry: ModelRegistry, gid: str) -> SemVer | None:
+    champion = registry.champion(registered_model_name(gid))
+    return None if champion is None else champion.semver

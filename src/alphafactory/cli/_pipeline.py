@@ -1,4 +1,4 @@
-"""`alphafactory run | compile | submit | schedule | promote | envs | show-config`."""
+"""`alphafactory run | compile | submit | schedule | promote | envs | show-config | runs`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alphafactory.cli._common import EnvOption, console, errors, guarded
+from alphafactory.cli._runs import runs_app
 
 if TYPE_CHECKING:
     from alphafactory.config import EnvironmentConfig
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(runs_app, name="runs")
 
 
 @app.command()
@@ -68,7 +70,7 @@ def run(
             f"[bold red]error:[/] {escape(outcome.error)}", highlight=False, soft_wrap=True
         )
         errors.print(f"partial outputs kept for inspection in {outcome.run_dir}", highlight=False)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=128 + outcome.signal if outcome.signal else 1)
     _print_winners(outcome.run_dir, plan.config)
     console.print(f"run folder: [bold green]{outcome.run_dir}[/]", highlight=False, soft_wrap=True)
 

@@ -30,6 +30,7 @@ from alphafactory.registry.records import (
     TAG_GROUP,
     TAG_MANAGED_BY,
     TAG_MODEL_TYPE,
+    TAG_PIPELINE_RUN,
     TAG_SEMVER,
     TAG_SHA256,
     TAG_SYMBOL,
@@ -107,9 +108,16 @@ class ModelRegistry:
         ``metrics``); the version's tags carry semver, grade, type, symbol, group, sha256 and
         lineage (plus ``extra_tags``), and the full feature list is stored as
         ``feature_list.json``.
+
+        A pipeline run registers each model once: when ``lineage.pipeline_run_id`` already
+        registered a version of ``name`` (a retried or re-run publish), that version is
+        returned as it is, whatever ``version`` says; a different file is refused.
         """
         model_path = Path(model_path)
         self._check_register_args(name, model_path, grade, metrics, key_metric)
+        earlier = self._run_version(name, group, lineage.pipeline_run_id, model_path)
+        if earlier is not None:
+            return earlier
         if self._find_semver(name, version) is not None:
             raise ModelError(
                 f"model {name} already has version {version}: pick the next one "
@@ -189,10 +197,12 @@ class ModelRegistry:
         *,
         group: str | None = None,
         min_grade: str | None = None,
+        pipeline_run: str | None = None,
     ) -> list[RegisteredModel]:
         """Registered versions matching every given filter, ordered by name and version.
 
-        ``grade`` matches exactly; ``min_grade`` keeps that grade and better.
+        ``grade`` matches exactly; ``min_grade`` keeps that grade and better;
+        ``pipeline_run`` keeps the versions that pipeline run registered.
         """
         clauses = [f"tags.{TAG_MANAGED_BY} = '{MANAGED_BY}'"]
         for key, value in (
@@ -200,6 +210,7 @@ class ModelRegistry:
             (TAG_GRADE, grade),
             (TAG_SYMBOL, symbol),
             (TAG_GROUP, group),
+            (TAG_PIPELINE_RUN, pipeline_run),
         ):
             if value is not None:
                 clauses.append(f"tags.{key} = {quoted(key, value)}")
@@ -287,6 +298,29 @@ class ModelRegistry:
             page_token = page.token
             if not page_token:
                 return records
+
+    def _run_version(
+        self, name: str, group: str, pipeline_run_id: str, model_path: Path
+    ) -> RegisteredModel | None:
+        """The version of ``name`` that pipeline run ``pipeline_run_id`` registered already."""
+        if not pipeline_run_id:
+            return None
+        found = [
+            model
+            for model in self.list_models(group=group, pipeline_run=pipeline_run_id)
+            if model.name == name
+        ]
+        if not found:
+            return None
+        earlier = found[0]
+        if earlier.sha256 != sha256_file(model_path):
+            raise ModelError(
+                f"pipeline run {pipeline_run_id} registered {earlier.model_id} with sha256 "
+                f"{earlier.sha256[:12]}… but now publishes {model_path.name} with another "
+                "digest: a run registers each model once; publish the new model from a new run"
+            )
+        logger.info("%s: already registered by run %s", earlier.model_id, pipeline_run_id)
+        return earlier
 
     def _find_semver(self, name: str, semver: SemVer) -> RegisteredModel | None:
         matches = self._search(f"name = {quoted('name', name)} AND tags.{TAG_SEMVER} = '{semver}'")

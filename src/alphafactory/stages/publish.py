@@ -5,8 +5,14 @@ feature list bumps the major version, new data the minor, same data with new par
 the patch. Grades are percentiles of the test-period AP within this run's cohort, capped by
 model-type benchmarks and at C by a poor backtest (`registry.grades.cap_by_backtest`); a
 model whose skill test (corrected for the number of groups) fails is graded F. Only a model
-with skill can take the alias `champion`, and only when its test AP is at least the current
-champion's; otherwise the previous champion stays.
+with skill can take the alias `champion`, and only when its test AP is strictly above the
+current champion's (a tie keeps the current champion).
+
+Publishing is idempotent per (run, group): a re-run finds the version its run registered
+(`ModelRegistry.register`) and reuses it. `champion` moves only once the run is finalised:
+the candidates go to `infer/promotions.json`, applied at once in a finalised folder (a
+cluster run's folder; its infer task is the last task) and by `alphafactory run` after it
+renamed `<id>.incomplete` to `<id>` (`apply_promotions`); a `.failed` run never moves one.
 
 The backtest stage's figures (`backtest/results.json`) ride along as metrics and tags, the
 keys named in `alphafactory.registry.grades` (the promotion gates read them): a run without
@@ -60,6 +66,7 @@ from alphafactory.registry.records import (
     TAG_TEST_START,
     feature_list_hash,
 )
+from alphafactory.runtime import is_finalised, run_id_of
 from alphafactory.skill import SkillResult, decide_skill
 
 log = logging.getLogger(__name__)
@@ -84,9 +91,59 @@ def local_registry_root(runs_dir: Path) -> Path:
     return runs_dir / "registry"
 
 
-def run_id_of(layout: RunLayout) -> str:
-    name = layout.root.rstrip("/").rsplit("/", 1)[-1]
-    return name.removesuffix(".incomplete")
+def promotions_path(layout: RunLayout) -> str:
+    """The run's `champion` candidates and, once applied, which of them took the alias."""
+    return layout.path("infer", "promotions.json")
+
+
+def takes_champion(registry: ModelRegistry, name: str, model_id: str, test_ap: float) -> bool:
+    """Whether a model with skill is (or becomes) the champion of `name`: no champion yet, or
+    a test AP strictly above the champion's; a tie keeps the current champion."""
+    champion = registry.champion(name)
+    if champion is None or champion.model_id == model_id:
+        return True
+    return test_ap > registry.info(champion.model_id).metrics.get(KEY_METRIC, 0.0)
+
+
+def _promote(
+    registry: ModelRegistry, candidates: Mapping[str, Mapping[str, Any]]
+) -> dict[str, bool]:
+    """Move `champion` to every candidate that takes it now; group -> whether it is champion."""
+    moved: dict[str, bool] = {}
+    for gid, candidate in sorted(candidates.items()):
+        name, model_id = str(candidate["name"]), str(candidate["model_id"])
+        moved[gid] = takes_champion(registry, name, model_id, float(candidate["test_ap"]))
+        champion = registry.champion(name)
+        if moved[gid] and (champion is None or champion.model_id != model_id):
+            registry.set_alias(name, model_id.rpartition("/")[2], CHAMPION)
+    return moved
+
+
+def apply_promotions(config: EnvironmentConfig, run_dir: str) -> dict[str, bool]:
+    """Move the `champion` aliases a finalised run's publish recorded; group -> champion.
+
+    Idempotent: each candidate is judged again against the champion of the moment, and the
+    run's `infer/registry.json` is rewritten to say which model is champion.
+    """
+    layout = RunLayout(run_dir)
+    path = promotions_path(layout)
+    if not io.exists(path):
+        return {}
+    if not is_finalised(run_dir):
+        raise ConfigError(
+            f"run folder {run_dir} is not finalised: champion aliases move only for a "
+            "finished run; re-run the pipeline"
+        )
+    record = io.read_json(path)
+    moved = _promote(registry_for(config, run_dir), record["candidates"])
+    io.write_json(path, {**record, "applied": moved})
+    published_path = layout.path("infer", "registry.json")
+    if io.exists(published_path):
+        published = io.read_json(published_path)
+        for gid, entry in published.items():
+            entry["champion"] = moved.get(gid, False)
+        io.write_json(published_path, published)
+    return moved
 
 
 def change_kind(
@@ -201,7 +258,8 @@ def skill_grades(
 def publish_models(
     config: EnvironmentConfig, layout: RunLayout, plan: Plan, models: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Register each group's production model; move `champion` only to a model with skill."""
+    """Register each group's production model (once per run) and record the `champion`
+    candidates; the aliases move now only when the run folder is finalised."""
     if not models:
         return {}
     registry = registry_for(config, layout.root)
@@ -216,6 +274,17 @@ def publish_models(
             model_file.write_bytes(io.read_bytes(layout.model(gid)))
             judged = Judged(skills[gid], grades[gid], backtests.get(gid))
             published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)
+    candidates = {
+        gid: {"name": registered_model_name(gid), "model_id": p["model_id"],
+              "test_ap": p["skill"]["test_ap"]}
+        for gid, p in published.items() if p["skill"]["skill"]
+    }  # fmt: skip
+    record: dict[str, Any] = {"run_id": run_id_of(layout.root), "candidates": candidates}
+    if is_finalised(layout.root):
+        record["applied"] = _promote(registry, candidates)
+        for gid, entry in published.items():
+            entry["champion"] = record["applied"].get(gid, False)
+    io.write_json(promotions_path(layout), record)
     return published
 
 
@@ -279,7 +348,7 @@ def _publish_one(
             data_hash=plan.data_hash,
             feature_list=tuple(features),
             parent_model_ids=(champion.model_id,) if champion else (),
-            pipeline_run_id=run_id_of(layout),
+            pipeline_run_id=run_id_of(layout.root),
         ),
         grade=judged.grade,
         version=version,
@@ -294,18 +363,14 @@ def _publish_one(
             **judged.tags(),
         },
     )
-    promoted = skill.skill and (
-        champion is None
-        or skill.test_ap >= registry.info(champion.model_id).metrics.get(KEY_METRIC, 0.0)
-    )
-    if promoted:
-        registry.set_alias(name, registered.version, CHAMPION)
     return {
         "model_id": registered.model_id,
         "display_name": registered.display_name,
-        "semver": str(version),
-        "grade": judged.grade,
-        "champion": promoted,
+        "semver": str(registered.semver),
+        "grade": registered.grade,
+        # until the aliases are applied: whether it is or will become the champion
+        "champion": skill.skill
+        and takes_champion(registry, name, registered.model_id, skill.test_ap),
         "skill": skill.to_dict(),
     }
 
