@@ -1,6 +1,7 @@
 """Vertex AI Model Registry publishing, offline: the real SDK builds the request and only the
 model service's network calls are faked (upload_model; get_model, which the SDK uses to look
-up the parent model and to read the uploaded version back)."""
+up the parent model and to read the uploaded version back; list_model_versions with a
+`labels.<key>="<value>"` filter, which finds a run's earlier upload)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ class FakeModelService:
             raise NotFound(f"{name} not found")
         return gca_model.Model(name=base, display_name="m", version_id="1")
 
+    def list_model_versions(self, request: Any = None, **_: Any) -> list[Any]:
+        key, value = request.filter.removeprefix("labels.").split("=", 1)
+        model_id = request.name.rsplit("/", 1)[-1]
+        return [
+            gca_model.Model(name=f"{PARENT}/{model_id}", version_id=str(number))
+            for number, body in enumerate(self.uploads, start=1)
+            if (body["model_id"] or body["parent_model"].rsplit("/", 1)[-1]) == model_id
+            and body["model"]["labels"].get(key) == value.strip('"')
+        ]
+
     def upload_model(self, request: Any = None, **_: Any) -> Any:
         body = type(request).to_dict(request)
         self.uploads.append(body)
@@ -71,6 +82,7 @@ def service(monkeypatch: pytest.MonkeyPatch) -> FakeModelService:
     monkeypatch.setitem(fsspec_implementations, "gs", FakeGCS)
     monkeypatch.setattr(ModelServiceClient, "upload_model", fake.upload_model)
     monkeypatch.setattr(ModelServiceClient, "get_model", fake.get_model)
+    monkeypatch.setattr(ModelServiceClient, "list_model_versions", fake.list_model_versions)
     aiplatform.init(project=PROJECT, location=REGION, credentials=AnonymousCredentials())
     return fake
 
@@ -126,6 +138,7 @@ def test_first_champion_creates_the_group_model(service: FakeModelService) -> No
         "grade": "a_plus",
         "semver": "1-0-0",
         "group": "btc_w3_high",
+        "pipeline_run": "run-1",
     }
     assert set(model["version_aliases"]) == {"champion", "default"}
     staged = f"{run_dir}/infer/vertex/BTC_w3_high/model.zip"
@@ -145,6 +158,23 @@ def test_new_champion_of_a_known_group_is_a_new_version(service: FakeModelServic
     assert body["model_id"] == ""
     assert body["model"]["labels"]["grade"] == "b_minus"
     assert body["model"]["labels"]["semver"] == "1-0-1"
+
+
+def test_publishing_a_run_again_uploads_nothing_twice(service: FakeModelService) -> None:
+    run_dir = _run_dir(["ETH_w10_low"])
+    published = {"ETH_w10_low": _record("ETH_w10_low", "1.0.0", "A")}
+    first = publish_to_vertex(_config(), published, run_dir=run_dir)
+    again = publish_to_vertex(_config(), published, run_dir=run_dir)
+    assert len(service.uploads) == 1
+    assert again == {"ETH_w10_low": f"{PARENT}/alphafactory-eth_w10_low@1"}
+    assert first["ETH_w10_low"] == f"{PARENT}/alphafactory-eth_w10_low"
+    other_run = run_dir.rsplit("/", 1)[0] + "/run-2"
+    with fsspec.open(f"{other_run}/train/models/ETH_w10_low.zip", "w") as handle:
+        handle.write("tree\n")
+    publish_to_vertex(_config(), published, run_dir=other_run)
+    assert len(service.uploads) == 2
+    assert service.uploads[1]["parent_model"] == f"{PARENT}/alphafactory-eth_w10_low"
+    assert service.uploads[1]["model"]["labels"]["pipeline_run"] == "run-2"
 
 
 def test_project_and_region_as_arguments_without_a_vertex_section(

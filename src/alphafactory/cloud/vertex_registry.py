@@ -8,6 +8,7 @@ is copied to its own folder under the run folder on GCS, which becomes the `arti
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+RUN_LABEL = "pipeline_run"
 _LABEL_MAX = 63
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
@@ -53,15 +55,38 @@ def vertex_model_id(group: str) -> str:
     return f"alphafactory-{_UNSAFE.sub('_', group.lower())}"[:_LABEL_MAX]
 
 
-def model_labels(record: Mapping[str, Any], group: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """Labels of one uploaded version: the environment's labels plus grade, semver, group."""
+def model_labels(
+    record: Mapping[str, Any], group: str, extra: Mapping[str, str], run: str = ""
+) -> dict[str, str]:
+    """Labels of one uploaded version: the environment's labels plus grade, semver, group and
+    the pipeline run that published it (`run_label_of`; what makes a repeated publish find
+    its upload)."""
     return {
         **{label_value(k): label_value(v) for k, v in extra.items()},
         "managed_by": "alphafactory",
         "grade": label_value(str(record["grade"])),
         "semver": label_value(str(record["semver"])),
         "group": label_value(group),
+        **({RUN_LABEL: run} if run else {}),
     }
+
+
+def run_label_of(run_dir: str) -> str:
+    """The run id of a run folder (its last path part), as a label value."""
+    return _UNSAFE.sub("_", posixpath.basename(run_dir.rstrip("/")).lower())[:_LABEL_MAX]
+
+
+def uploaded_by_run(target: VertexTarget, parent: str, run: str) -> str | None:
+    """The versioned resource name (`...@<version>`) this run already uploaded under `parent`,
+    or None: a retried or repeated publish of the same run uploads nothing twice."""
+    from google.cloud import aiplatform
+
+    registry = aiplatform.models.ModelRegistry(
+        model=parent, project=target.project, location=target.region,
+        credentials=target.credentials,
+    )  # fmt: skip
+    versions = registry.list_versions(filter=f'labels.{RUN_LABEL}="{run}"')
+    return f"{parent}@{versions[0].version_id}" if versions else None
 
 
 def resolve_target(
@@ -115,13 +140,19 @@ def existing_model(target: VertexTarget, model_id: str) -> str | None:
 
 
 def upload_champion(
-    target: VertexTarget, group: str, record: Mapping[str, Any], artifact_uri: str
+    target: VertexTarget, group: str, record: Mapping[str, Any], artifact_uri: str, run: str = ""
 ) -> str:
-    """Upload one champion as a new version of its group's model; returns the resource name."""
+    """Upload one champion as a new version of its group's model, once per run (a version
+    labelled with `run` is reused); returns the resource name."""
     from google.cloud import aiplatform
 
     model_id = vertex_model_id(group)
     parent = existing_model(target, model_id)
+    if parent and run:
+        earlier = uploaded_by_run(target, parent, run)
+        if earlier:
+            log.info("vertex: %s already uploaded by run %s: %s", group, run, earlier)
+            return earlier
     uploaded = aiplatform.Model.upload(
         display_name=str(record["display_name"]),
         artifact_uri=artifact_uri,
@@ -132,7 +163,7 @@ def upload_champion(
         version_aliases=[CHAMPION_ALIAS],
         version_description=f"{record['model_id']} (semver {record['semver']})",
         description=f"alphafactory champion of group {group}",
-        labels=model_labels(record, group, target.labels),
+        labels=model_labels(record, group, target.labels, run),
         project=target.project,
         location=target.region,
         credentials=target.credentials,
@@ -184,6 +215,6 @@ def publish_to_vertex(
     names: dict[str, str] = {}
     for group, record in champions.items():
         folder = stage_model_folder(layout, group)
-        names[group] = upload_champion(target, group, record, folder)
+        names[group] = upload_champion(target, group, record, folder, run_label_of(run_dir))
         log.info("vertex: %s %s -> %s", group, record["semver"], names[group])
     return names
