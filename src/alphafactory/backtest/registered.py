@@ -44,6 +44,7 @@ from alphafactory.errors import AlphaFactoryError, DataError, ModelError
 from alphafactory.features import build_feature_matrix
 from alphafactory.models import Sample, family, load_model
 from alphafactory.registry import ModelRegistry, RegisteredModel
+from alphafactory.registry.checksums import download_verified
 from alphafactory.registry.records import TAG_SELECTION_START, TAG_TEST_START
 from alphafactory.stages.backtest import refit_budget, refit_params, symbol_bars, trade_rule
 from alphafactory.stages.common import Matrix
@@ -108,7 +109,8 @@ def load_recipe(registry: ModelRegistry, model: RegisteredModel) -> ModelRecipe:
     params = chosen.validate(refit_params(chosen.name, production))
     with tempfile.TemporaryDirectory(prefix="alphafactory-backtest-") as scratch:
         try:
-            fitted = load_model(registry.download(model.model_id, scratch), model.sha256)
+            path = download_verified(registry, model.model_id, model.sha256, scratch)
+            fitted = load_model(path, model.sha256)
         except AlphaFactoryError as exc:
             raise ModelError(
                 f"model {model.model_id}: its file cannot be loaded ({exc}); re-register it "

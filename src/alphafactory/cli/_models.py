@@ -209,11 +209,12 @@ def _score(
     registry: ModelRegistry, request: str, scratch: str, data: str, config: EnvironmentConfig
 ) -> tuple[RegisteredModel, str, list[Score], str]:
     from alphafactory.data.splits import parse_time
+    from alphafactory.registry.checksums import download_verified
     from alphafactory.registry.records import TAG_TEST_START
     from alphafactory.stages.evaluate import score_model
 
     chosen = resolve_model(registry, request)
-    path = registry.download(chosen.model_id, scratch)
+    path = download_verified(registry, chosen.model_id, chosen.sha256, scratch)
     info = registry.info(chosen.model_id)
     variant_id = str(info.params["variant_id"])
     test_start = info.tags.get(TAG_TEST_START, "")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -28,7 +30,12 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 FILES_DIR = "files"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+DIGEST_FIELD = "digest"
+"""The manifest's own digest: SHA-256 of its canonical JSON without this field, so metadata
+(average precision, the model's sha256) cannot be edited without the entry being refused."""
+MODEL_LIBRARIES = ("lightgbm", "xgboost", "ngboost", "scikit-learn", "torch")
+"""Distributions whose version changes what a fit produces; part of every cache key."""
 
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -74,6 +81,46 @@ def cache_key(key_parts: Mapping[str, Any]) -> str:
 def config_hash(data_hash: str, config: Mapping[str, Any], code_version: str) -> str:
     """The cache key of a training run: data hash, resolved config and code version."""
     return cache_key({"code_version": code_version, "config": config, "data_hash": data_hash})
+
+
+def source_hash(package_dir: Path) -> str:
+    """SHA-256 over the relative path and bytes of every ``.py`` file under ``package_dir``."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def library_versions(names: tuple[str, ...] = MODEL_LIBRARIES) -> dict[str, str | None]:
+    """Installed version of each distribution (None when absent), read without importing it."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """What the code of a fit is, for cache keys: the package version, a hash of its installed
+    source (a change to the fit code is a new key) and the model libraries' versions.
+    Computed once per process."""
+    import alphafactory
+
+    return {
+        "package": alphafactory.__version__,
+        "source": source_hash(Path(alphafactory.__file__).parent),
+        "libraries": library_versions(),
+    }
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's canonical JSON without its own digest field."""
+    body = {key: value for key, value in manifest.items() if key != DIGEST_FIELD}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
 def parse_age(text: str) -> timedelta:
@@ -171,8 +218,13 @@ class ModelCache:
     def clear(self, symbol: str | None = None, older_than: timedelta | None = None) -> int:
         """Delete the entries ``list`` would return; return how many were deleted."""
         removed = 0
-        for entry in self.list(symbol=symbol, older_than=older_than):
-            if self._remove(entry.path.parent):
+        if symbol is None and older_than is None:
+            # every entry folder, also those `list` skips as unreadable or edited
+            folders = list(self.entries_dir.iterdir()) if self.entries_dir.is_dir() else []
+        else:
+            folders = [entry.path.parent for entry in self.list(symbol, older_than)]
+        for folder in folders:
+            if self._remove(folder):
                 removed += 1
         logger.info("cache cleared %d entries", removed)
         return removed
@@ -230,7 +282,7 @@ class ModelCache:
                 f"training for cache entry {key[:12]} wrote no files into "
                 f"{files_dir}: the train callable must save the model there"
             )
-        return {
+        manifest = {
             "format": MANIFEST_FORMAT,
             "hash": key,
             "symbol": symbol,
@@ -239,6 +291,7 @@ class ModelCache:
             "files": files,
             "metadata": json.loads(canonical_json(metadata)),
         }
+        return {**manifest, DIGEST_FIELD: manifest_digest(manifest)}
 
     def _publish(self, staged: Path, target: Path, *, replace: bool) -> CacheEntry:
         if replace:
@@ -271,6 +324,7 @@ class ModelCache:
         manifest_path = entry_dir / MANIFEST_NAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            _check_manifest(manifest_path, manifest)
             return CacheEntry(
                 key=manifest["hash"],
                 symbol=manifest["symbol"],
@@ -281,6 +335,11 @@ class ModelCache:
                 hit=True,
             )
         except FileNotFoundError:
+            return None
+        except ModelError as error:
+            if strict:
+                raise
+            logger.warning(str(error))
             return None
         except (ValueError, KeyError, TypeError) as error:
             message = (
@@ -296,6 +355,35 @@ class ModelCache:
     def _verify(entry: CacheEntry) -> None:
         for name, digest in entry.files.items():
             verify_checksum(entry.path / name, digest)
+        recorded = entry.metadata.get("sha256")
+        if recorded is not None and recorded not in entry.files.values():
+            raise ModelError(
+                f"cache entry {entry.key[:12]}: its metadata records model sha256 "
+                f"{str(recorded)[:12]}… but its files have {_prefixes(entry.files)}: the entry "
+                "was edited; delete it (`alphafactory cache clear`) or retrain with force"
+            )
+
+
+def _prefixes(files: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} {digest[:12]}…" for name, digest in sorted(files.items()))
+
+
+def _check_manifest(path: Path, manifest: Any) -> None:
+    """Refuse a manifest of another format or whose digest does not match its content."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ModelError(
+            f"cache manifest {path} has format {found!r}, not {MANIFEST_FORMAT}: it was written "
+            "by another version; delete it (`alphafactory cache clear`) or retrain with force"
+        )
+    expected = str(manifest.get(DIGEST_FIELD, ""))
+    actual = manifest_digest(manifest)
+    if actual != expected:
+        raise ModelError(
+            f"cache manifest {path} has digest {actual[:12]}… but {expected[:12] or 'none'}… "
+            "was recorded: the entry was edited; delete it (`alphafactory cache clear`) or "
+            "retrain with force"
+        )
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:

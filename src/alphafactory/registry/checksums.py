@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Protocol
 
 from alphafactory.errors import ModelError
 
@@ -32,3 +33,29 @@ def verify_checksum(path: Path | str, expected: str) -> None:
             f"model file {path} has sha256 {actual} but {expected} was recorded: the file was "
             "modified or corrupted; retrain the model or download it again"
         )
+
+
+class ArtifactStore(Protocol):
+    """What `download_verified` needs of a registry: download a version's file into a folder."""
+
+    def download(self, model_id: str, dest: Path | str) -> Path: ...
+
+
+def download_verified(store: ArtifactStore, model_id: str, sha256: str, dest: Path | str) -> Path:
+    """Download a registered model's file and verify it against the registry's sha256 tag.
+
+    A file missing from the registry's artifact store (deleted, or a store that moved) is a
+    one-line ModelError naming the model, not the artifact client's traceback.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        path = Path(store.download(model_id, dest))
+    except (MlflowException, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(
+            f"model {model_id}: its file cannot be downloaded from the registry ({reason}); "
+            "the artifact is missing: re-register it with `alphafactory run`"
+        ) from None
+    verify_checksum(path, sha256)
+    return path

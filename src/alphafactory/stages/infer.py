@@ -12,6 +12,7 @@ import polars as pl
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
+from alphafactory.errors import ModelError
 from alphafactory.layout import RunLayout, read_plan
 from alphafactory.models import FittedModel, load_model
 from alphafactory.stages.common import Matrix, load_matrix
@@ -35,8 +36,17 @@ def load_run_model(
 ) -> FittedModel:
     """The group's model file of this run, verified against the digest its train shard
     recorded before it is read."""
-    local = scratch / Path(layout.model(gid)).name
-    local.write_bytes(io.read_bytes(layout.model(gid)))
+    source = layout.model(gid)
+    if "sha256" not in fitted:
+        raise ModelError(
+            f"train output of {gid} records no sha256 for {source}: rerun the train stage"
+        )
+    try:
+        payload = io.read_bytes(source)
+    except FileNotFoundError:
+        raise ModelError(f"model file {source} is missing: rerun the train stage") from None
+    local = scratch / Path(source).name
+    local.write_bytes(payload)
     return load_model(local, fitted["sha256"])
 
 
@@ -63,6 +73,7 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     models = trained_models(layout, len(plan.shards))
     matrix = load_matrix(layout, io.read_json(layout.selected_features))
     frames = []
+    # every model is verified before the first registration, so a tampered file registers none
     with tempfile.TemporaryDirectory(prefix="alphafactory-infer-") as scratch:
         for gid, fitted in models.items():
             model = load_run_model(layout, gid, fitted, Path(scratch))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,13 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import precision_recall_curve
 
-from alphafactory import __version__, io
+from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import MODEL_FILE, Plan, RunLayout, read_plan
 from alphafactory.metrics import class_confusion
 from alphafactory.models import FitResult, FittedModel, chosen_preset, family, save_model
-from alphafactory.registry.cache import ModelCache
-from alphafactory.registry.checksums import sha256_file
+from alphafactory.registry.cache import ModelCache, code_version
+from alphafactory.registry.checksums import sha256_file, verify_checksum
 from alphafactory.skill import skill_test
 from alphafactory.stages.adoption import (
     production_family_fit,
@@ -129,7 +130,7 @@ def _train_group(
         "train": config.train.model_dump(exclude={"force_retrain"}),
         "split": config.split.model_dump(),
         "skill": config.skill.model_dump(),
-        "code_version": __version__,
+        "code_version": code_version(),
     }
 
     def fit_into(folder: Path) -> dict[str, Any]:
@@ -138,19 +139,26 @@ def _train_group(
     if "://" in layout.root:  # remote run folders (cluster runs) are not cached locally
         with tempfile.TemporaryDirectory() as folder:
             described = fit_into(Path(folder))
-            _publish_model(layout, variant, Path(folder))
+            _publish_model(layout, variant, Path(folder), described)
             return described
     entry = model_cache(layout.root).get_or_train(
         key_parts, fit_into, symbol=variant.symbol, force=config.train.force_retrain
     )
-    _publish_model(layout, variant, entry.path)
+    _publish_model(layout, variant, entry.path, entry.metadata)
     return {**entry.metadata, "cache_hit": entry.hit}
 
 
-def _publish_model(layout: RunLayout, variant: Variant, folder: Path) -> None:
+def _publish_model(
+    layout: RunLayout, variant: Variant, folder: Path, described: Mapping[str, Any]
+) -> None:
+    """Copy the model file into the run folder, checked against the digest the shard records
+    (infer and registration verify the run folder's copy against that same digest)."""
     model_file = folder / MODEL_FILE
-    if model_file.exists():
-        io.write_bytes(layout.model(variant.group_id), model_file.read_bytes())
+    if not model_file.exists():
+        return
+    if "sha256" in described:
+        verify_checksum(model_file, str(described["sha256"]))
+    io.write_bytes(layout.model(variant.group_id), model_file.read_bytes())
 
 
 def _fit_production(
