@@ -5,7 +5,9 @@ One pipeline definition, compiled once per environment. On Kubernetes KFP a GPU 
 then has a second `platforms.kubernetes` document); on Vertex AI it gets an accelerator enum
 and cpu/memory limits (Vertex picks the machine shape from them) and no kfp-kubernetes call,
 so the spec stays a single YAML document that `aiplatform.PipelineJob` loads. A `minio://`
-root gives every task the object store's endpoint and, on KFP, its credentials Secret.
+root gives every task the object store's endpoint and, on KFP, its credentials Secret. On KFP
+every task carries the pod labels the MLflow NetworkPolicy admits (`POD_LABELS`) and, with
+`registry.credentials_secret`, MLflow's basic-auth credentials as environment variables.
 """
 
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from alphafactory.config.schema import EnvironmentConfig, StageResources
 #: Fan-out stages whose shard tasks are retried; their work is idempotent.
 RETRIED_STAGES = ("screen", "tune", "train", "backtest")
 SHARD_RETRIES = 2
+#: Labels of every pipeline pod on KFP; the Helm chart's MLflow NetworkPolicy admits them.
+POD_LABELS = {"app.kubernetes.io/name": "alphafactory", "app.kubernetes.io/component": "pipeline"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,26 @@ class Platform:
             # come from the cache), so a lost node or a process dying at exit costs one retry.
             task.set_retry(num_retries=SHARD_RETRIES, backoff_duration="5s")
         self._add_object_store(task)
+        if self.kubernetes:
+            self._add_registry_access(task)
         return task
+
+    def _add_registry_access(self, task: PipelineTask) -> None:
+        """Pod labels for the MLflow NetworkPolicy and, when configured, MLflow credentials."""
+        from kfp import kubernetes
+
+        for key, value in POD_LABELS.items():
+            kubernetes.add_pod_label(task, label_key=key, label_value=value)
+        registry = self.config.registry
+        if registry.credentials_secret:
+            kubernetes.use_secret_as_env(
+                task,
+                secret_name=registry.credentials_secret,
+                secret_key_to_env={
+                    registry.username_key: "MLFLOW_TRACKING_USERNAME",
+                    registry.password_key: "MLFLOW_TRACKING_PASSWORD",
+                },
+            )
 
     def _add_object_store(self, task: PipelineTask) -> None:
         """Point the task's s3fs at the environment's object store (minio:// roots)."""
@@ -106,4 +129,4 @@ def apply_platform(platform: Platform | None, task: PipelineTask, stage: str) ->
     return task if platform is None else platform.apply(task, stage)
 
 
-__all__ = ["Platform", "apply_platform"]
+__all__ = ["POD_LABELS", "Platform", "apply_platform"]

@@ -130,20 +130,33 @@ def test_staging_jobs_reach_the_registry_database(
     assert db not in ip_ports(policies["overlay production"])
 
 
+# pipelines/platform.py POD_LABELS (this suite runs in .venv-tools, without the package;
+# tests/pipelines/test_registry_access.py checks the two agree)
+PIPELINE_POD_LABELS = {
+    "app.kubernetes.io/name": "alphafactory",
+    "app.kubernetes.io/component": "pipeline",
+}
+
+
 @pytest.mark.parametrize("values", MLFLOW_VALUES)
 def test_mlflow_and_postgresql_traffic_is_fenced(charts: dict[str, Objs], values: str) -> None:
     objs = charts[values]
     mlflow = named(objs, "NetworkPolicy", "-mlflow")["spec"]
     [ingress] = mlflow["ingress"]
-    [peer] = ingress["from"]
-    assert set(peer) == {"podSelector"}, "no namespaceSelector: kubeflow must not reach MLflow"
-    assert peer["podSelector"]["matchExpressions"] == [
+    [jobs, pipeline] = ingress["from"]
+    assert set(jobs) == {"podSelector"}, "the jobs' peer must not open other namespaces"
+    assert jobs["podSelector"]["matchExpressions"] == [
         {
             "key": "app.kubernetes.io/component",
             "operator": "In",
             "values": ["infer-live", "retrain"],
         }
     ]
+    # from `kubeflow`, only the pipeline's own task pods (the labels platform.py sets)
+    assert pipeline == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+        "podSelector": {"matchLabels": PIPELINE_POD_LABELS},
+    }
     egress_pairs = ip_ports({"spec": mlflow})
     assert egress_pairs >= {(c, 443) for c in GOOGLE_API_CIDRS}
     bundled = any(o["kind"] == "StatefulSet" for o in objs)

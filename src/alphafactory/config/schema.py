@@ -261,9 +261,17 @@ class ParallelismConfig(_Strict):
 
 
 class RegistryConfig(_Strict):
-    """MLflow tracking/registry URI; empty means a SQLite file in the run folder's parent."""
+    """MLflow tracking/registry URI; empty means a SQLite file in the run folder's parent.
+
+    `credentials_secret` (KFP on Kubernetes): the Kubernetes Secret whose `username_key` and
+    `password_key` become every task's MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, for
+    an MLflow server behind basic-auth (the Helm chart's `mlflow.auth.existingSecret`).
+    """
 
     tracking_uri: CredentialFreeUri = ""
+    credentials_secret: str = ""
+    username_key: str = "tracking-username"
+    password_key: str = "tracking-password"
 
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
