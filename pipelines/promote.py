@@ -30,10 +30,12 @@ from typing import Any
 
 import yaml
 
-from alphafactory.config import load_environment, validate_environment
+from alphafactory.config import environment_path, load_environment, validate_environment
+from alphafactory.config.loader import environments_dir
 from alphafactory.config.platform import PromotionConfig
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.errors import ConfigError
+from alphafactory.errors import AlphaFactoryError, ConfigError
+from alphafactory.names import redact_uri
 from alphafactory.registry.grades import (
     METRIC_BACKTEST_MAX_DRAWDOWN,
     METRIC_BACKTEST_TRADES,
@@ -52,6 +54,7 @@ class Promotion:
     source: str
     target: str
     files: dict[str, tuple[str, str]]  # path -> (old text, new text)
+    notes: tuple[str, ...] = ()  # what was not checked (a dry run contacts nothing)
 
     @property
     def diff(self) -> str:
@@ -72,11 +75,24 @@ class Promotion:
             (root / path).write_text(new)
 
 
-def _environment(root: Path, name: str) -> tuple[Path, EnvironmentConfig]:
-    path = root / "pipelines" / "environments" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown environment '{name}': {path} does not exist")
+def default_root() -> Path:
+    """The checkout holding the packaged environments (what every other command reads)."""
+    return environments_dir().parent.parent
+
+
+def _environment(root: Path | None, name: str) -> tuple[Path, EnvironmentConfig]:
+    if root is None:
+        path = environment_path(name)
+    else:
+        path = root / "pipelines" / "environments" / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown environment '{name}': {path} does not exist")
     return path, load_environment(str(path), use_env_vars=False)
+
+
+def is_local_uri(uri: str) -> bool:
+    """A registry read from local files only (SQLite or a file store): no network."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
 def _overlay(root: Path, config: EnvironmentConfig, role: str) -> Path:
@@ -164,6 +180,18 @@ def backtest_failures(promotion: PromotionConfig, metrics: Mapping[str, float]) 
 def _default_registry(tracking_uri: str) -> Any:
     from alphafactory.registry import ModelRegistry
 
+    if not is_local_uri(tracking_uri):
+        from pipelines.submit import check_reachable
+
+        parts = tracking_uri.split("://", 1)[0]
+        port = 5432 if parts.startswith("postgres") else 3306 if "mysql" in parts else 80
+        check_reachable(
+            tracking_uri,
+            what="the model registry",
+            fix="run where registry.tracking_uri is reachable, or pass --tracking-uri "
+            "(e.g. sqlite:///runs/registry/mlflow.db)",
+            default_port=port,
+        )
     return ModelRegistry(tracking_uri=tracking_uri)
 
 
@@ -173,8 +201,10 @@ def check_gates(
     *,
     tracking_uri: str | None = None,
     registry_factory: RegistryFactory = _default_registry,
-) -> None:
-    """Raise ConfigError with the reason when `source` may not be promoted."""
+    offline: bool = False,
+) -> tuple[str, ...]:
+    """Raise ConfigError with the reason when `source` may not be promoted; returns notes on
+    gates not checked (`offline`: a remote registry is not contacted)."""
     spec = compiled_path(source.name, root)
     if not spec.is_file() or spec.read_text() != compiled_text(source):
         raise ConfigError(
@@ -193,9 +223,23 @@ def check_gates(
                 f"({pinned.get(name)}); they must be the same build"
             )
     uri = tracking_uri or source.registry.tracking_uri
-    registry = registry_factory(uri)
-    names = sorted({model.name for model in registry.list_models()})
-    champions = [c for c in (registry.champion(name) for name in names) if c is not None]
+    if offline and not is_local_uri(uri):
+        return (
+            f"registry gates not checked: --dry-run contacts nothing and the registry at "
+            f"{redact_uri(uri)} is remote; pass --tracking-uri sqlite:///… to check them offline",
+        )
+    try:
+        registry = registry_factory(uri)
+        names = sorted({model.name for model in registry.list_models()})
+        champions = [c for c in (registry.champion(name) for name in names) if c is not None]
+    except AlphaFactoryError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(
+            f"cannot read the registry at {redact_uri(uri)} ({type(exc).__name__}: {first}): "
+            "check registry.tracking_uri or pass --tracking-uri"
+        ) from None
     if not champions:
         raise ConfigError(
             f"refusing to promote '{source.name}': no champion model in the registry at {uri}"
@@ -233,6 +277,7 @@ def check_gates(
             f"refusing to promote '{source.name}': champions failing the backtest gates "
             f"({limits}): {listed}"
         )
+    return ()
 
 
 def _set_overlay_images(text: str, images: dict[str, tuple[str, str]]) -> str:
@@ -283,21 +328,26 @@ def _set_block(text: str, block: str, values: dict[str, str]) -> str:
 
 
 def plan_promotion(
-    root: Path,
+    root: Path | None,
     source_name: str,
     target_name: str,
     *,
     tracking_uri: str | None = None,
     registry_factory: RegistryFactory = _default_registry,
+    offline: bool = False,
 ) -> Promotion:
-    """Check the gates and compute the edits; nothing is written."""
-    root = Path(root)
+    """Check the gates and compute the edits; nothing is written. `root` None: the checkout
+    of the packaged environments; `offline`: a remote registry is not contacted."""
     if source_name == target_name:
         raise ConfigError("--from and --to name the same environment")
-    _, source = _environment(root, source_name)
-    target_path, target = _environment(root, target_name)
+    _, source = _environment(None if root is None else Path(root), source_name)
+    target_path, target = _environment(None if root is None else Path(root), target_name)
+    root = default_root() if root is None else Path(root)
     target_overlay = _overlay(root, target, "target")
-    check_gates(root, source, tracking_uri=tracking_uri, registry_factory=registry_factory)
+    notes = check_gates(
+        root, source, tracking_uri=tracking_uri, registry_factory=registry_factory,
+        offline=offline,
+    )  # fmt: skip
 
     source_spec = compiled_path(source.name, root).read_text()
     images = {key: getattr(source.images, key) for key in OVERLAY_IMAGE_NAMES}
@@ -323,11 +373,11 @@ def plan_promotion(
         str(target_path.relative_to(root)): (env_old, env_new),
         str(spec_path.relative_to(root)): (spec_old, compiled_text(new_target)),
     }
-    return Promotion(source.name, target.name, files)
+    return Promotion(source.name, target.name, files, notes)
 
 
 def promote(
-    root: Path,
+    root: Path | None,
     source_name: str,
     target_name: str,
     *,
@@ -335,16 +385,19 @@ def promote(
     tracking_uri: str | None = None,
     registry_factory: RegistryFactory = _default_registry,
 ) -> Promotion:
-    """Plan the promotion and, unless `dry_run`, write the edited files under `root`."""
+    """Plan the promotion and, unless `dry_run`, write the edited files under `root`
+    (None: the checkout of the packaged environments). A dry run contacts nothing: the
+    registry gates are checked only when the registry is local (SQLite, files)."""
     promotion = plan_promotion(
         root,
         source_name,
         target_name,
         tracking_uri=tracking_uri,
         registry_factory=registry_factory,
+        offline=dry_run,
     )
     if not dry_run:
-        promotion.write(Path(root))
+        promotion.write(default_root() if root is None else Path(root))
     return promotion
 
 
@@ -353,6 +406,8 @@ __all__ = [
     "Promotion",
     "backtest_failures",
     "check_gates",
+    "default_root",
+    "is_local_uri",
     "plan_promotion",
     "promote",
     "split_image",

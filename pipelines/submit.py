@@ -9,18 +9,40 @@ import hashlib
 import json
 import os
 import re
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from alphafactory.config import load_environment
+from alphafactory.config import environment_path, load_environment
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 from alphafactory.names import CREDENTIALS_HINT, redact_uri, uri_has_credentials
 from pipelines.local import compiled_path, compiled_text
 
 KFP_HOST_VARIABLE = "KFP_HOST"
+#: placeholders the packaged environments ship with (`replace-me-gcp-project`,
+#: `gs://REPLACE_ME_BUCKET-…`, project number `000000000000`)
+PLACEHOLDER = re.compile(r"replace[-_]me|\b0{12}\b", re.IGNORECASE)
+#: seconds a TCP probe of an endpoint waits before the call is refused as unreachable
+CONNECT_TIMEOUT_S = 3.0
+CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,#-]+")
+CRON_FORMATS = {
+    "kfp": (6, "KFP needs 6 fields with seconds, e.g. '0 0 2 * * *' (02:00 daily)"),
+    "vertex": (
+        5,
+        "Vertex AI needs 5 standard fields, e.g. '0 2 * * *' or 'TZ=Europe/Berlin 0 2 * * *'",
+    ),
+}
+GOOGLE_CREDENTIALS_FIX = (
+    "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
+    "to a service-account key file"
+)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,6 +50,7 @@ class SubmitRequest:
     """Everything one submission sends, independent of the SDK (printed by --dry-run)."""
 
     env: str
+    env_file: str
     runner: str
     run_name: str
     spec_path: str
@@ -68,6 +91,7 @@ def build_request(
 ) -> SubmitRequest:
     """Validate the environment and its compiled spec, and describe the submission."""
     config = load_environment(env)
+    env_file = str(environment_path(env))
     if config.runner == "local":
         raise ConfigError(
             f"environment '{config.name}' runs locally (runner: local); use `alphafactory run`"
@@ -86,8 +110,11 @@ def build_request(
     name = run_name or default_run_name(config.name)
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", name):
         raise ConfigError(f"run name {name!r}: use lowercase letters, digits and '-' (≤128)")
+    if cron:
+        check_cron(config.runner, cron)
     common: dict[str, Any] = {
         "env": config.name,
+        "env_file": env_file,
         "runner": config.runner,
         "run_name": name,
         "spec_path": str(spec),
@@ -142,9 +169,13 @@ def kfp_client(request: SubmitRequest) -> Any:
     kfp.Client calls the server's healthz endpoint while it is constructed (to detect a
     multi-user deployment) unless a namespace other than 'kubeflow' is given.
     """
+    import warnings
+
     import kfp
 
-    return kfp.Client(host=request.host, namespace=request.namespace)
+    with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later"
+        warnings.simplefilter("ignore", FutureWarning)
+        return kfp.Client(host=request.host, namespace=request.namespace)
 
 
 def submit_kfp(request: SubmitRequest, client: Any | None = None) -> str:
@@ -244,22 +275,145 @@ def dry_run_payload(request: SubmitRequest) -> dict[str, Any]:
     return payload
 
 
+def check_cron(runner: str, cron: str) -> None:
+    """Refuse a cron expression with the wrong field count or characters for `runner`."""
+    count, example = CRON_FORMATS.get(runner, CRON_FORMATS["vertex"])
+    fields = cron.split()
+    if runner == "vertex" and fields and fields[0].startswith(("TZ=", "CRON_TZ=")):
+        fields = fields[1:]
+    bad = [f for f in fields if not CRON_FIELD.fullmatch(f)]
+    if len(fields) != count or bad:
+        found = f"has {len(fields)} fields" if len(fields) != count else f"has field {bad[0]!r}"
+        raise ConfigError(f"--cron {cron!r} {found}: {example}")
+
+
+#: request field -> (environment field, what belongs there)
+_CHECKED_FIELDS = {
+    "pipeline_root": ("pipeline_root", "bucket, or set ALPHAFACTORY_PIPELINE_ROOT"),
+    "project": ("vertex.project", "GCP project id"),
+    "service_account": ("service_account", "service account"),
+    "network": ("vertex.network", "network, projects/<project number>/global/networks/<name>"),
+    "host": ("kfp.host", "KFP API endpoint, or set KFP_HOST"),
+}
+
+
+def placeholder_problem(request: SubmitRequest) -> str | None:
+    """One line naming each placeholder value a real call would send, or None."""
+    found = []
+    for name, (setting, what) in _CHECKED_FIELDS.items():
+        value = str(getattr(request, name))
+        if PLACEHOLDER.search(value):
+            if setting == "service_account":
+                setting = f"{request.runner}.service_account"
+            found.append(f"{setting} {value!r} (your {what})")
+    if not found:
+        return None
+    return (
+        f"{request.env_file} still holds placeholder values: {'; '.join(found)}; "
+        "replace them in that file before a real submit or schedule"
+    )
+
+
+def refuse_placeholders(request: SubmitRequest) -> None:
+    if problem := placeholder_problem(request):
+        raise ConfigError(problem)
+
+
+def check_reachable(uri: str, *, what: str, fix: str, default_port: int = 80) -> None:
+    """Refuse in one line, within CONNECT_TIMEOUT_S, when nothing accepts TCP at `uri`."""
+    parts = urlsplit(uri if "//" in uri else f"//{uri}")
+    if not parts.hostname:
+        return
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, default_port)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot reach {what} at {redact_uri(uri)} ({reason}): {fix}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _cloud_errors(request: SubmitRequest) -> Iterator[None]:
+    """Turn SDK connection and credential failures into one-line ConfigErrors."""
+    where = (
+        f"KFP at {redact_uri(request.host)}"
+        if request.runner == "kfp"
+        else f"Vertex AI (project {request.project}, region {request.region})"
+    )
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(_explain(exc, request, where)) from None
+
+
+def _explain(exc: Exception, request: SubmitRequest, where: str) -> str:
+    name = type(exc).__name__
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if "Credentials" in name or "RefreshError" in name or "TransportError" in name:
+        reason = _first_line(exc)
+        return f"no usable Google credentials for {where}: {reason}; {GOOGLE_CREDENTIALS_FIX}"
+    if status in {401, 403} or name in {"PermissionDenied", "Unauthenticated", "Forbidden"}:
+        fix = (
+            "check that your kubeconfig/token may use the KFP API"
+            if request.runner == "kfp"
+            else f"grant your account Vertex AI User on {request.project} "
+            f"({GOOGLE_CREDENTIALS_FIX})"
+        )
+        return f"{where} refused the credentials ({name} {status or ''}): {fix}".replace(" )", ")")
+    if request.runner == "kfp":
+        fix = f"set {KFP_HOST_VARIABLE} or kfp.host in {request.env_file} to a reachable KFP API"
+    else:
+        fix = "check vertex.project and vertex.region in " + request.env_file
+    return f"{where} failed ({name}: {_first_line(exc)}): {fix}"
+
+
+def _call(request: SubmitRequest, action: Callable[[], T]) -> T:
+    refuse_placeholders(request)
+    if request.runner == "kfp":
+        check_reachable(
+            request.host,
+            what="the KFP API",
+            fix=f"set {KFP_HOST_VARIABLE} or kfp.host in {request.env_file} to a reachable "
+            "endpoint (e.g. `kubectl port-forward -n kubeflow svc/ml-pipeline 8888:8888` "
+            f"and {KFP_HOST_VARIABLE}=http://localhost:8888)",
+        )
+    with _cloud_errors(request):
+        return action()
+
+
 def submit(request: SubmitRequest) -> str:
-    return submit_kfp(request) if request.runner == "kfp" else submit_vertex(request)
+    """Refuse placeholders and unreachable endpoints, then submit; errors are one line."""
+    runner = submit_kfp if request.runner == "kfp" else submit_vertex
+    return _call(request, lambda: runner(request))
 
 
 def schedule(request: SubmitRequest) -> str:
     if not request.cron:
-        raise ConfigError("a schedule needs --cron, e.g. --cron '0 2 * * *'")
-    return schedule_kfp(request) if request.runner == "kfp" else schedule_vertex(request)
+        example = CRON_FORMATS.get(request.runner, CRON_FORMATS["vertex"])[1]
+        raise ConfigError(f"a schedule needs --cron: {example}")
+    check_cron(request.runner, request.cron)
+    runner = schedule_kfp if request.runner == "kfp" else schedule_vertex
+    return _call(request, lambda: runner(request))
 
 
 __all__ = [
     "SubmitRequest",
     "build_request",
+    "check_cron",
+    "check_reachable",
     "default_run_name",
     "dry_run_payload",
     "kfp_client",
+    "placeholder_problem",
+    "refuse_placeholders",
     "schedule",
     "submit",
     "vertex_job",

@@ -20,6 +20,7 @@ class FakeKfpServer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
+        self.host = ""
 
     def request(self, method: str, url: str, query_params: Any = None, headers: Any = None,
                 body: Any = None, **_: Any) -> Any:  # fmt: skip
@@ -43,15 +44,25 @@ class FakeKfpServer:
         return next(b for m, p, b in self.calls if (m, p) == (method, path))
 
 
+PRODUCTION_ROOT = "gs://acme-production/pipeline-root"
+
+
 @pytest.fixture
 def kfp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKfpServer]:
+    """The fake API behind a real listening socket (submit probes the host first), with a
+    real bucket for production's placeholder pipeline_root."""
+    import socket
+
     import kfp_server_api.rest
 
     server = FakeKfpServer()
     monkeypatch.setattr(kfp_server_api.rest.RESTClientObject, "request",
                         lambda self, *a, **k: server.request(*a, **k))  # fmt: skip
     monkeypatch.delenv("KFP_HOST", raising=False)
-    yield server
+    monkeypatch.setenv("ALPHAFACTORY_PIPELINE_ROOT", PRODUCTION_ROOT)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        server.host = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        yield server
 
 
 def _spec(path: str) -> list[dict[str, Any]]:
@@ -76,9 +87,13 @@ def _caching(spec: dict[str, Any]) -> set[bool]:
     return found
 
 
-def test_kfp_submit_sends_the_compiled_spec_with_run_root(kfp_server: FakeKfpServer) -> None:
+def test_kfp_submit_sends_the_compiled_spec_with_run_root(
+    kfp_server: FakeKfpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     request = submission.build_request("production", run_name=RUN)
     assert request.host == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    monkeypatch.setenv("KFP_HOST", kfp_server.host)
+    request = submission.build_request("production", run_name=RUN)
 
     assert submission.submit(request) == "run-1"
 
@@ -93,16 +108,15 @@ def test_kfp_submit_sends_the_compiled_spec_with_run_root(kfp_server: FakeKfpSer
     assert run["display_name"] == RUN
     assert run["experiment_id"] == "exp-1"
     assert run["service_account"] == "pipeline-runner"
-    assert run["runtime_config"]["parameters"] == {
-        "run_root": "gs://REPLACE_ME_BUCKET-production/pipeline-root"
-    }
+    assert run["runtime_config"]["parameters"] == {"run_root": PRODUCTION_ROOT}
     spec, platform = _spec(request.spec_path)
     sent_spec = run["pipeline_spec"]["pipeline_spec"]
     assert _caching(sent_spec) == {False}  # the env's kfp.enable_caching: false
     _caching(spec)
     assert sent_spec == spec
     assert run["pipeline_spec"]["platform_spec"] == platform
-    selectors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    selectors = [name for name, settings in executors.items() if "nodeSelector" in settings]
     tune_stages = ["exec-tune-stage", "exec-tune-stage-2", "exec-tune-stage-3"]
     assert sorted(selectors) == ["exec-train-shard", *tune_stages, "exec-tune-stage-4"]
 
@@ -110,9 +124,10 @@ def test_kfp_submit_sends_the_compiled_spec_with_run_root(kfp_server: FakeKfpSer
 def test_kfp_host_comes_from_the_environment_variable(
     kfp_server: FakeKfpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KFP_HOST", "http://localhost:8888")
+    monkeypatch.setenv("KFP_HOST", kfp_server.host)
+    monkeypatch.delenv("ALPHAFACTORY_PIPELINE_ROOT")
     request = submission.build_request("local-integration", run_name=RUN)
-    assert request.host == "http://localhost:8888"
+    assert request.host == kfp_server.host
     assert request.parameters == {"run_root": "minio://mlpipeline/alphafactory"}
     assert submission.submit(request) == "run-1"
     assert kfp_server.body("POST", "/runs")["display_name"] == RUN
@@ -129,7 +144,10 @@ def test_kfp_host_with_credentials_is_refused_without_printing_them(
     assert "hunter2" not in message and "\n" not in message
 
 
-def test_kfp_schedule_creates_a_cron_recurring_run(kfp_server: FakeKfpServer) -> None:
+def test_kfp_schedule_creates_a_cron_recurring_run(
+    kfp_server: FakeKfpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KFP_HOST", kfp_server.host)
     request = submission.build_request("production", run_name=RUN, cron="0 0 2 * * *")
     assert submission.schedule(request) == "rr-1"
     body = kfp_server.body("POST", "/recurringruns")
@@ -137,7 +155,7 @@ def test_kfp_schedule_creates_a_cron_recurring_run(kfp_server: FakeKfpServer) ->
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
     assert int(body["max_concurrency"]) == 1
     assert body["mode"] == "ENABLE"
-    assert body["runtime_config"]["parameters"]["run_root"].startswith("gs://")
+    assert body["runtime_config"]["parameters"]["run_root"] == PRODUCTION_ROOT
 
 
 @pytest.fixture

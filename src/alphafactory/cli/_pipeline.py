@@ -156,7 +156,8 @@ RunNameOption = Annotated[
     typer.Option(help="Run name / Vertex job id (default: alphafactory-<env>-<UTC time>)."),
 ]
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Print the request as JSON; contact nothing.")
+    bool,
+    typer.Option("--dry-run", help="Print what would be sent or changed; contact nothing."),
 ]
 
 
@@ -171,11 +172,20 @@ def submit(
 
     request = guarded(lambda: submission.build_request(env, run_name=run_name))
     if dry_run:
-        payload = guarded(lambda: submission.dry_run_payload(request))
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        _print_dry_run(request)
         return
     run_id = guarded(lambda: submission.submit(request))
     console.print(f"submitted {request.run_name} to {request.runner}: {run_id}", highlight=False)
+
+
+def _print_dry_run(request: Any) -> None:
+    """The request as JSON on stdout; what a real call would refuse as a warning on stderr."""
+    from pipelines import submit as submission
+
+    payload = guarded(lambda: submission.dry_run_payload(request))
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    if problem := submission.placeholder_problem(request):
+        errors.print(f"[bold yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -198,8 +208,7 @@ def schedule(
     if not cron:
         guarded(lambda: submission.schedule(request))  # raises the 'needs --cron' error
     if dry_run:
-        payload = guarded(lambda: submission.dry_run_payload(request))
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        _print_dry_run(request)
         return
     name = guarded(lambda: submission.schedule(request))
     console.print(f"scheduled {request.run_name} ({cron}) on {request.runner}: {name}")
@@ -214,7 +223,10 @@ def promote(
         str | None,
         typer.Option(help="Registry to read the source's champions from (default: its own)."),
     ] = None,
-    root: Annotated[Path, typer.Option(help="Repository checkout to edit.")] = Path("."),
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Repository checkout to edit (default: the packaged environments' one)."),
+    ] = None,
 ) -> None:
     """GitOps promotion: copy image digests and the spec reference; print the diff."""
     from pipelines.promote import promote as run_promotion
@@ -223,6 +235,8 @@ def promote(
         lambda: run_promotion(root, source, target, dry_run=dry_run, tracking_uri=tracking_uri)
     )
     sys.stdout.write(result.diff or "nothing to change\n")
+    for note in result.notes:
+        errors.print(f"[bold yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     verb = "would change" if dry_run else "changed"
     errors.print(f"{verb}: {', '.join(result.files)}", highlight=False)
 
