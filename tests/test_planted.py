@@ -1,4 +1,5 @@
-"""Tests of the planted precursor: identity to the pre-planting generator, timing of marker and drift, effect, truth."""
+"""Tests of the planted precursor: identity to the pre-planting generator, timing of marker
+and drift, effect, truth."""
 
 from __future__ import annotations
 

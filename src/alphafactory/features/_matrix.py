@@ -136,7 +136,8 @@ def _validated(bars: pl.DataFrame) -> pl.DataFrame:
     bad_symbols = [s for s in clean.get_column("symbol").unique() if not is_safe_name(s)]
     if bad_symbols:
         raise DataError(
-            f"bars: symbols {sorted(map(str, bad_symbols))} are not safe names; use {SAFE_NAME_RULE}"
+            f"bars: symbols {sorted(map(str, bad_symbols))} are not safe names; "
+            f"use {SAFE_NAME_RULE}"
         )
     return clean
 
