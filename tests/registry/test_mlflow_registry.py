@@ -41,7 +41,10 @@ class Populated:
 def _register(
     registry: ModelRegistry, path: Path, *, group: str, symbol: str, version: SemVer,
     grade: str, model_type: str = "lightgbm", parents: tuple[str, ...] = (), ap: float = 0.6,
+    run: str = "run-42",
 ) -> RegisteredModel:  # fmt: skip
+    """Register one model; a pipeline run registers each group once, so a second model of a
+    group comes from another `run`."""
     return registry.register(
         registered_model_name(group),
         path,
@@ -52,7 +55,7 @@ def _register(
             data_hash="d" * 64,
             feature_list=FEATURES,
             parent_model_ids=parents,
-            pipeline_run_id="run-42",
+            pipeline_run_id=run,
         ),
         grade=grade,
         version=version,
@@ -70,7 +73,7 @@ def _populate(registry: ModelRegistry, artifacts_dir: Path, work_dir: Path) -> P
                       grade="A", ap=0.6123)  # fmt: skip
     second = _register(registry, files[1], group=GROUP_A, symbol="AAPL",
                        version=next_version(first.semver, "data"), grade="B",
-                       parents=(first.model_id,), ap=0.5)  # fmt: skip
+                       parents=(first.model_id,), ap=0.5, run="run-43")  # fmt: skip
     third = _register(registry, files[2], group=GROUP_B, symbol="MSFT", version=SemVer(1, 0, 0),
                       grade="A", model_type="lightgbm_linear", ap=0.655)  # fmt: skip
     return Populated(registry, artifacts_dir, (first, second, third), files, work_dir)
@@ -121,7 +124,7 @@ def test_list_models_filters(populated: Populated) -> None:
 def test_info_shows_lineage_checksum_and_metrics(populated: Populated) -> None:
     second = populated.models[1]
     info = populated.registry.info(second.model_id)
-    assert info.lineage == Lineage("d" * 64, FEATURES, (populated.models[0].model_id,), "run-42")
+    assert info.lineage == Lineage("d" * 64, FEATURES, (populated.models[0].model_id,), "run-43")
     assert info.sha256 == sha256_file(populated.files[1])
     assert info.metrics == {"ap": 0.5, "auc": 0.7}
     assert info.params == {"num_leaves": "4", "learning_rate": "0.1"}
@@ -170,7 +173,7 @@ def test_tampered_artifact_is_refused(populated: Populated, tmp_path: Path) -> N
 def test_duplicate_version_is_refused(populated: Populated) -> None:
     with pytest.raises(ModelError, match="already has version 1.0.0: pick the next one"):
         _register(populated.registry, populated.files[0], group=GROUP_A, symbol="AAPL",
-                  version=SemVer(1, 0, 0), grade="A")  # fmt: skip
+                  version=SemVer(1, 0, 0), grade="A", run="run-44")  # fmt: skip
 
 
 def test_latest_version_feeds_next_version(populated: Populated) -> None:
@@ -190,10 +193,10 @@ def test_unknown_model_id(populated: Populated) -> None:
 def test_register_rejects_bad_input(populated: Populated, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist: train and save the model"):
         _register(populated.registry, tmp_path / "missing.txt", group=GROUP_A, symbol="AAPL",
-                  version=SemVer(9, 0, 0), grade="A")  # fmt: skip
+                  version=SemVer(9, 0, 0), grade="A", run="run-45")  # fmt: skip
     with pytest.raises(ConfigError, match="grade 'Z' is unknown"):
         _register(populated.registry, populated.files[0], group=GROUP_A, symbol="AAPL",
-                  version=SemVer(9, 0, 0), grade="Z")  # fmt: skip
+                  version=SemVer(9, 0, 0), grade="Z", run="run-45")  # fmt: skip
     with pytest.raises(ConfigError, match="contains a quote"):
         populated.registry.list_models(symbol="x' OR '1'='1")
 
