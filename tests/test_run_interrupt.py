@@ -174,7 +174,7 @@ def test_prune_refuses_an_age_without_unit(tmp_path: Path) -> None:
         app, ["runs", "prune", "--runs-dir", str(tmp_path), "--older-than", "7"]
     )
     assert result.exit_code == 2
-    assert "--older-than '7' is not an age: use a number and a unit s, m, h or d" in result.output
+    assert "age '7' is not valid: use a number followed by s, m, h, d or w" in result.output
 
 
 def test_a_live_owner_keeps_its_folder(tmp_path: Path) -> None:

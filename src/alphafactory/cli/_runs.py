@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from alphafactory.cli._common import EnvOption, RunsOption, console, guarded
-from alphafactory.errors import ConfigError
 
 runs_app = typer.Typer(help="Local run folders: prune failed and interrupted runs.")
-
-_AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_age(text: str) -> float:
-    """Seconds in an age such as `7d`, `12h`, `30m` or `0s`."""
-    match = _AGE_RE.match(text.strip())
-    if match is None:
-        raise ConfigError(
-            f"--older-than {text!r} is not an age: use a number and a unit s, m, h or d (e.g. 7d)"
-        )
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 @runs_app.command("prune")
@@ -37,9 +22,10 @@ def prune(
 ) -> None:
     """Mark `.incomplete` folders whose process is gone failed, then delete old `.failed` ones."""
     from alphafactory.config import load_environment
+    from alphafactory.registry import parse_age
     from alphafactory.runtime import mark_stale_runs, prune_failed
 
-    seconds = guarded(lambda: parse_age(older_than))
+    seconds = guarded(lambda: parse_age(older_than)).total_seconds()
     folder = Path(runs_dir or guarded(lambda: load_environment(env)).pipeline_root).resolve()
     for marked in mark_stale_runs(folder):
         console.print(f"marked failed: {marked}", highlight=False, soft_wrap=True)

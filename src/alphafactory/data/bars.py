@@ -34,6 +34,7 @@ from alphafactory.names import CREDENTIALS_HINT, redact_uri, uri_has_credentials
 __all__ = [
     "GAP_FACTOR",
     "LATEST_TIMESTAMP",
+    "NUMERIC_COLUMNS",
     "REQUIRED_COLUMNS",
     "data_hash",
     "infer_frequency",

@@ -9,7 +9,7 @@ import polars as pl
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.data.bars import data_hash, infer_frequency, load_bars
+from alphafactory.data.bars import NUMERIC_COLUMNS, data_hash, infer_frequency, load_bars
 from alphafactory.data.splits import make_periods
 from alphafactory.data.synthetic import generate_bars_with_truth
 from alphafactory.errors import DataError
@@ -21,7 +21,6 @@ from alphafactory.targets.variants import expand_grid, group_variants, plan_shar
 
 log = logging.getLogger(__name__)
 
-_BAR_VALUES = ("open", "high", "low", "close", "volume")
 _SHOWN_COLUMNS = 3
 
 
@@ -80,7 +79,7 @@ def _largest_bar_value(bars: pl.DataFrame, symbol: str) -> str:
     """'; the largest value of SYMBOL is high = 1e+300 at <timestamp>' for the message."""
     values = (
         bars.filter(pl.col("symbol") == symbol)
-        .select("timestamp", *[pl.col(c).cast(pl.Float64) for c in _BAR_VALUES])
+        .select("timestamp", *[pl.col(c).cast(pl.Float64) for c in NUMERIC_COLUMNS])
         .unpivot(index="timestamp")
         .filter(pl.col("value").is_not_nan())
         .sort(pl.col("value").abs(), descending=True, nulls_last=True)
