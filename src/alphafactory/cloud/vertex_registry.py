@@ -8,7 +8,6 @@ is copied to its own folder under the run folder on GCS, which becomes the `arti
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.errors import ConfigError
 from alphafactory.layout import MODEL_FILE, RunLayout
+from alphafactory.runtime import run_id_of
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -72,8 +72,8 @@ def model_labels(
 
 
 def run_label_of(run_dir: str) -> str:
-    """The run id of a run folder (its last path part), as a label value."""
-    return _UNSAFE.sub("_", posixpath.basename(run_dir.rstrip("/")).lower())[:_LABEL_MAX]
+    """The run id of a run folder (`runtime.run_id_of`), as a label value."""
+    return _UNSAFE.sub("_", run_id_of(run_dir).lower())[:_LABEL_MAX]
 
 
 def uploaded_by_run(target: VertexTarget, parent: str, run: str) -> str | None:
