@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from alphafactory.config import environment_path, load_environment
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.errors import ConfigError
+from alphafactory.errors import ConfigError, first_line
 from alphafactory.names import CREDENTIALS_HINT, redact_uri, uri_has_credentials
 from pipelines.local import compiled_path, compiled_text
 
@@ -333,11 +333,6 @@ def check_reachable(uri: str, *, what: str, fix: str, default_port: int = 80) ->
         raise ConfigError(f"cannot reach {what} at {redact_uri(uri)} ({reason}): {fix}") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 @contextmanager
 def _cloud_errors(request: SubmitRequest) -> Iterator[None]:
     """Turn SDK connection and credential failures into one-line ConfigErrors."""
@@ -358,7 +353,7 @@ def _explain(exc: Exception, request: SubmitRequest, where: str) -> str:
     name = type(exc).__name__
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     if "Credentials" in name or "RefreshError" in name or "TransportError" in name:
-        reason = _first_line(exc)
+        reason = first_line(exc)
         return f"no usable Google credentials for {where}: {reason}; {GOOGLE_CREDENTIALS_FIX}"
     if status in {401, 403} or name in {"PermissionDenied", "Unauthenticated", "Forbidden"}:
         fix = (
@@ -372,7 +367,7 @@ def _explain(exc: Exception, request: SubmitRequest, where: str) -> str:
         fix = f"set {KFP_HOST_VARIABLE} or kfp.host in {request.env_file} to a reachable KFP API"
     else:
         fix = "check vertex.project and vertex.region in " + request.env_file
-    return f"{where} failed ({name}: {_first_line(exc)}): {fix}"
+    return f"{where} failed ({name}: {first_line(exc)}): {fix}"
 
 
 def _call(request: SubmitRequest, action: Callable[[], T]) -> T:

@@ -17,3 +17,10 @@ class DataError(AlphaFactoryError):
 
 class ModelError(AlphaFactoryError):
     """A model artifact is missing, tampered with, or of an unknown family."""
+
+
+def first_line(error: BaseException, fallback: str | None = None) -> str:
+    """The first line of an exception's message, for one-line errors; `fallback` (default:
+    the exception's type name) when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else (fallback or type(error).__name__)

@@ -15,22 +15,25 @@ from typing import Literal
 
 import polars as pl
 
-from alphafactory.errors import DataError
+from alphafactory.errors import DataError, first_line
 from alphafactory.names import SAFE_NAME_RULE, is_safe_name
 
 __all__ = [
     "GAP_FACTOR",
+    "NO_DETAILS",
     "LATEST_TIMESTAMP",
     "NUMERIC_COLUMNS",
     "PRICE_COLUMNS",
     "REQUIRED_COLUMNS",
     "parse_timestamps",
-    "first_line",
     "select_required",
     "validate_bars",
 ]
 
 logger = logging.getLogger("alphafactory.data.bars")
+
+#: What a data error says of an exception without a message.
+NO_DETAILS = "no details"
 
 REQUIRED_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -53,12 +56,6 @@ LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 # -------------------------------------------------------------------------------- validation
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (for one-line errors)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else "no details"
 
 
 def validate_bars(frame: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -140,7 +137,7 @@ def _timestamps_from_strings(values: pl.Series, source: str) -> pl.Series:
         return stripped.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
     except pl.exceptions.PolarsError as error:
         raise DataError(
-            f"{source}: column 'timestamp' cannot be parsed ({first_line(error)}); "
+            f"{source}: column 'timestamp' cannot be parsed ({first_line(error, NO_DETAILS)}); "
             "use one ISO 8601 format (2019-01-01T00:00:00Z) or integer epoch seconds/milliseconds"
         ) from error
 

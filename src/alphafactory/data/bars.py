@@ -21,14 +21,14 @@ import polars as pl
 from alphafactory.data._validation import (
     GAP_FACTOR,
     LATEST_TIMESTAMP,
+    NO_DETAILS,
     NUMERIC_COLUMNS,
     REQUIRED_COLUMNS,
-    first_line,
     parse_timestamps,
     select_required,
     validate_bars,
 )
-from alphafactory.errors import DataError
+from alphafactory.errors import DataError, first_line
 from alphafactory.names import CREDENTIALS_HINT, redact_uri, uri_has_credentials
 
 __all__ = [
@@ -89,7 +89,8 @@ def load_bars(uri: str, *, storage_options: dict[str, Any] | None = None) -> pl.
         raise
     except Exception as error:  # readers raise many types; all mean "cannot read this file"
         raise DataError(
-            f"{uri}: cannot read as {file_format} ({type(error).__name__}: {first_line(error)}); "
+            f"{uri}: cannot read as {file_format} "
+            f"({type(error).__name__}: {first_line(error, NO_DETAILS)}); "
             "check that the file is complete and really is that format"
         ) from error
     logger.info("loaded %d rows from %s", frame.height, uri)
@@ -139,11 +140,12 @@ def _filesystem(
         filesystem, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     except ImportError as error:
         raise DataError(
-            f"{uri}: the filesystem for this URI is not installed ({first_line(error)}); "
+            f"{uri}: the filesystem for this URI is not installed "
+            f"({first_line(error, NO_DETAILS)}); "
             f"{_CLOUD_HINT}"
         ) from error
     except ValueError as error:
-        raise DataError(f"{uri}: not a usable URI ({first_line(error)})") from error
+        raise DataError(f"{uri}: not a usable URI ({first_line(error, NO_DETAILS)})") from error
     return filesystem, path
 
 
@@ -152,7 +154,8 @@ def _exists(filesystem: fsspec.AbstractFileSystem, path: str, uri: str) -> bool:
         return bool(filesystem.exists(path))
     except Exception as error:  # network, DNS and credential failures of remote filesystems
         raise DataError(
-            f"{uri}: cannot reach the file ({type(error).__name__}: {first_line(error)}); "
+            f"{uri}: cannot reach the file "
+            f"({type(error).__name__}: {first_line(error, NO_DETAILS)}); "
             "check the network, the credentials and storage_options"
         ) from error
 

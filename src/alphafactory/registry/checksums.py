@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
-from alphafactory.errors import ModelError
+from alphafactory.errors import ModelError, first_line
 
 _CHUNK_BYTES = 1 << 20
 
@@ -52,9 +52,9 @@ def download_verified(store: ArtifactStore, model_id: str, sha256: str, dest: Pa
     try:
         path = Path(store.download(model_id, dest))
     except (MlflowException, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelError(
-            f"model {model_id}: its file cannot be downloaded from the registry ({reason}); "
+            f"model {model_id}: its file cannot be downloaded from the registry "
+            f"({first_line(error)}); "
             "the artifact is missing: re-register it with `alphafactory run`"
         ) from None
     verify_checksum(path, sha256)

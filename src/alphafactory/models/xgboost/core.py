@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from alphafactory.errors import DataError, ModelError
+from alphafactory.errors import DataError, ModelError, first_line
 from alphafactory.models._base import (
     N_CLASSES,
     FamilyParams,
@@ -122,9 +122,9 @@ def _booster_from(raw: bytes, what: str) -> Any:
     try:
         booster.load_model(bytearray(raw))
     except (xgb.core.XGBoostError, ValueError) as exc:  # ValueError: undecodable messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise ModelError(
-            f"xgboost bundle: {what} is not an XGBoost UBJSON model ({first}); retrain it"
+            f"xgboost bundle: {what} is not an XGBoost UBJSON model "
+            f"({first_line(exc, 'unreadable')}); retrain it"
         ) from None
     return booster
 
