@@ -183,7 +183,7 @@ def test_csv_with_bad_number_names_file_column_row_value(tmp_path: Path) -> None
         "2024-01-01T01:00:00Z,BTC,101,103,100,n/a,11\n"
     )
     with pytest.raises(
-        DataError, match=r"prices\.csv: column 'close' row 1 has value 'n/a', not a number"
+        DataError, match=r"prices\.csv: column 'close' line 3 has value 'n/a', not a number"
     ):
         load_bars(str(path))
 
@@ -235,7 +235,7 @@ def test_epoch_milliseconds_from_csv(tmp_path: Path) -> None:
 def test_unparseable_timestamp_names_row_and_value() -> None:
     stamps = ["2024-01-01T00:00:00Z", "yesterday", "2024-01-01T02:00:00Z"]
     with pytest.raises(
-        DataError, match=r"bars\.csv: column 'timestamp' row 1 has value 'yesterday'.*ISO 8601"
+        DataError, match=r"bars\.csv: column 'timestamp' row 2 has value 'yesterday'.*ISO 8601"
     ):
         validate_bars(_frame(timestamp=stamps), SOURCE)
 
@@ -263,7 +263,7 @@ def test_empty_frame() -> None:
 
 
 def test_non_numeric_string_value() -> None:
-    with pytest.raises(DataError, match=r"column 'volume' row 2 has value 'lots', not a number"):
+    with pytest.raises(DataError, match=r"column 'volume' row 3 has value 'lots', not a number"):
         validate_bars(_frame(volume=["10", "11", "lots"]), SOURCE)
 
 
@@ -279,23 +279,23 @@ def test_non_numeric_type() -> None:
 
 def test_null_value_names_row_and_column() -> None:
     with pytest.raises(
-        DataError, match=r"row 1 \(symbol BTC, timestamp .*\) has a missing value in 'high'"
+        DataError, match=r"row 2 \(symbol BTC, timestamp .*\) has a missing value in 'high'"
     ):
         validate_bars(_frame(high=[102.0, None, 104.0]), SOURCE)
 
 
 def test_nan_value_names_row_and_column() -> None:
-    with pytest.raises(DataError, match=r"row 2 .* missing value in 'volume'; fill or drop"):
+    with pytest.raises(DataError, match=r"row 3 .* missing value in 'volume'; fill or drop"):
         validate_bars(_frame(volume=[10.0, 11.0, float("nan")]), SOURCE)
 
 
 def test_infinite_value() -> None:
-    with pytest.raises(DataError, match=r"row 0 .* infinite 'close'"):
+    with pytest.raises(DataError, match=r"row 1 .* infinite 'close'"):
         validate_bars(_frame(close=[float("inf"), 102.0, 103.0]), SOURCE)
 
 
 def test_empty_symbol() -> None:
-    with pytest.raises(DataError, match=r"column 'symbol' row 1 is empty"):
+    with pytest.raises(DataError, match=r"column 'symbol' row 2 is empty"):
         validate_bars(_frame(symbol=["BTC", None, "BTC"]), SOURCE)
 
 
@@ -305,14 +305,14 @@ def test_non_positive_price_names_the_column(column: str) -> None:
     values[column] = [values[column][0], 0.0, values[column][2]]
     with pytest.raises(
         DataError,
-        match=rf"row 1 \(symbol BTC, .*\) has {column} 0\.0 <= 0; prices must be positive",
+        match=rf"row 2 \(symbol BTC, .*\) has {column} 0\.0 <= 0; prices must be positive",
     ):
         validate_bars(pl.DataFrame(values), SOURCE)
 
 
 def test_negative_volume() -> None:
     with pytest.raises(
-        DataError, match=r"row 1 .* negative volume -5\.0; volume must be >= 0, fix or drop"
+        DataError, match=r"row 2 .* negative volume -5\.0; volume must be >= 0, fix or drop"
     ):
         validate_bars(_frame(volume=[10.0, -5.0, 12.0]), SOURCE)
 
@@ -325,19 +325,19 @@ def test_high_below_low() -> None:
     frame = _frame(high=[102.0, 103.0, 100.0], low=[99.0, 100.0, 101.5])
     with pytest.raises(
         DataError,
-        match=r"row 2 \(symbol BTC, timestamp 2024-01-01 02:00:00.*\) is an impossible bar "
+        match=r"row 3 \(symbol BTC, timestamp 2024-01-01 02:00:00.*\) is an impossible bar "
         r"\(high < low: open 102\.0, high 100\.0, low 101\.5, close 103\.0\)",
     ):
         validate_bars(frame, SOURCE)
 
 
 def test_high_below_close() -> None:
-    with pytest.raises(DataError, match=r"row 0 .* \(high < max\(open, close\): .*fix or drop"):
+    with pytest.raises(DataError, match=r"row 1 .* \(high < max\(open, close\): .*fix or drop"):
         validate_bars(_frame(high=[100.5, 103.0, 104.0]), SOURCE)
 
 
 def test_low_above_open() -> None:
-    with pytest.raises(DataError, match=r"row 1 .* \(low > min\(open, close\): .*low 101\.5"):
+    with pytest.raises(DataError, match=r"row 2 .* \(low > min\(open, close\): .*low 101\.5"):
         validate_bars(_frame(low=[99.0, 101.5, 101.0]), SOURCE)
 
 
@@ -345,7 +345,7 @@ def test_non_monotonic_timestamps() -> None:
     stamps = [T0, T0 + timedelta(hours=2), T0 + timedelta(hours=1)]
     with pytest.raises(
         DataError,
-        match=r"row 2 \(symbol BTC, timestamp 2024-01-01 01:00:00.*sort the file by symbol, "
+        match=r"row 3 \(symbol BTC, timestamp 2024-01-01 01:00:00.*sort the file by symbol, "
         "timestamp",
     ):
         validate_bars(_frame(timestamp=stamps), SOURCE)
@@ -361,7 +361,7 @@ def test_duplicate_symbol_timestamp() -> None:
     stamps = [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=1)]
     with pytest.raises(
         DataError,
-        match=r"row 1 \(symbol BTC, timestamp 2024-01-01 01:00:00.*\) is duplicated .*"
+        match=r"row 2 \(symbol BTC, timestamp 2024-01-01 01:00:00.*\) is duplicated .*"
         r"drop duplicates",
     ):
         validate_bars(_frame(timestamp=stamps), SOURCE)
@@ -372,13 +372,13 @@ def test_validation_error_from_file_names_the_uri(bars: pl.DataFrame, memory_roo
     broken = bars.with_columns(pl.lit(-1.0).alias("volume"))
     with fsspec.open(uri, "wb") as handle:
         broken.write_parquet(handle)
-    with pytest.raises(DataError, match=rf"^{uri}: row 0 .* negative volume"):
+    with pytest.raises(DataError, match=rf"^{uri}: row 1 .* negative volume"):
         load_bars(uri)
 
 
 def test_write_refuses_invalid_bars(tmp_path: Path) -> None:
     path = tmp_path / "bars.parquet"
-    with pytest.raises(DataError, match=r"bars\.parquet: row 1 .* negative volume"):
+    with pytest.raises(DataError, match=r"bars\.parquet: row 2 .* negative volume"):
         write_bars(_frame(volume=[1.0, -1.0, 1.0]), str(path))
     assert not path.exists()
 
@@ -442,3 +442,17 @@ def test_data_hash_does_not_depend_on_dtype_details(bars: pl.DataFrame) -> None:
     as_categorical = bars.with_columns(pl.col("symbol").cast(pl.Categorical))
     assert data_hash(as_milliseconds) == data_hash(bars)
     assert data_hash(as_categorical) == data_hash(bars)
+
+
+@pytest.mark.parametrize(("suffix", "named"), [(".csv", "line 11"), (".parquet", "row 10")])
+def test_positions_count_like_people_do(tmp_path: Path, suffix: str, named: str) -> None:
+    """The issue's probe: the bad bar is on file line 11 (the header is line 1) = the 10th bar."""
+    frame = generate_bars(["BTC"], n_bars=12, seed=3).with_columns(
+        pl.when(pl.int_range(pl.len()) == 9).then(-1.0).otherwise(pl.col("volume")).alias("volume")
+    )
+    path = tmp_path / f"bars{suffix}"
+    frame.write_csv(path) if suffix == ".csv" else frame.write_parquet(path)
+    if suffix == ".csv":
+        assert path.read_text().splitlines()[10].endswith(",-1.0")  # file line 11
+    with pytest.raises(DataError, match=rf"bars{suffix}: {named} \(symbol BTC, .*negative volume"):
+        load_bars(str(path))

@@ -106,7 +106,7 @@ def test_epoch_milliseconds_read_as_seconds_are_refused() -> None:
     with pytest.raises(DataError) as caught:
         validate_bars(frame, "btc.parquet")
     assert str(caught.value) == (
-        "btc.parquet: row 0 (symbol BTC, timestamp +51969-08-29 00:00:00.000000+00:00) "
+        "btc.parquet: row 1 (symbol BTC, timestamp +51969-08-29 00:00:00.000000+00:00) "
         f"lies after {LATEST_TIMESTAMP.year}; timestamps look like epoch milliseconds read as "
         "seconds; convert them with the unit 'ms' (pl.from_epoch(column, time_unit='ms')) or "
         "store the epoch integers, which load by magnitude"

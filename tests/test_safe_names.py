@@ -124,7 +124,7 @@ def test_data_symbol_is_refused_with_row_and_rule(name: str) -> None:
     with pytest.raises(DataError) as caught:
         validate_bars(frame, "bars.csv")
     assert str(caught.value) == (
-        f"bars.csv: column 'symbol' row 3 has value {name!r}, not a safe name (it becomes "
+        f"bars.csv: column 'symbol' row 4 has value {name!r}, not a safe name (it becomes "
         f"file and model names); rename the symbol to {SAFE_NAME_RULE}"
     )
 
@@ -132,7 +132,7 @@ def test_data_symbol_is_refused_with_row_and_rule(name: str) -> None:
 def test_loaded_file_with_an_escaping_symbol_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bars.csv"
     _bars("../../../../../ESC").write_csv(path)
-    with pytest.raises(DataError, match=r"bars\.csv: column 'symbol' row 0 has value '\.\./"):
+    with pytest.raises(DataError, match=r"bars\.csv: column 'symbol' line 2 has value '\.\./"):
         load_bars(str(path))
 
 
@@ -196,7 +196,7 @@ def test_cli_run_refuses_an_escaping_symbol_in_the_data_before_anything_runs(
     )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: {data}: column 'symbol' row 5 has value '../../../../../ESC', not a safe name "
+        f"error: {data}: column 'symbol' line 7 has value '../../../../../ESC', not a safe name "
         f"(it becomes file and model names); rename the symbol to {SAFE_NAME_RULE}"
     ]
     assert _tree(tmp_path) == ["bars.csv", "tiny.yaml"]  # no run folder, no escaped file

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from alphafactory.data._validation import (
+    CSV_FIRST_BAR_LINE,
     GAP_FACTOR,
     LATEST_TIMESTAMP,
     NO_DETAILS,
@@ -94,7 +95,8 @@ def load_bars(uri: str, *, storage_options: dict[str, Any] | None = None) -> pl.
             "check that the file is complete and really is that format"
         ) from error
     logger.info("loaded %d rows from %s", frame.height, uri)
-    return validate_bars(frame, uri)
+    bar_line = None if file_format == "parquet" else CSV_FIRST_BAR_LINE
+    return validate_bars(frame, uri, first_line=bar_line)
 
 
 def write_bars(frame: pl.DataFrame, uri: str) -> None:
