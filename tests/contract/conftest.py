@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from alphafactory.models import FAMILIES, FitBudget, ModelFamily, Sample
+from alphafactory.models import (
+    FAMILIES,
+    FitBudget,
+    History,
+    ModelFamily,
+    Sample,
+    preset_params,
+)
 
 N_FEATURES = 6
 NAMES = tuple(f"f{i}" for i in range(N_FEATURES))
@@ -16,7 +25,8 @@ HORIZON = np.timedelta64(5, "h")
 
 def make_sample(rows: int, seed: int, start: str = "2024-01-01") -> Sample:
     """Class 1 when f0 (and a little f1) is high, 2 when low, 0 between, with label noise;
-    f5 has NaNs. Hourly events from `start`, each label known 5 hours later."""
+    f5 has NaNs. Hourly events from `start`, each label known 5 hours later; every event is
+    a row of its own matrix (the history sequence families read their windows from)."""
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(rows, N_FEATURES)).astype(np.float32)
     score = features[:, 0] + 0.5 * features[:, 1] + rng.normal(scale=0.6, size=rows)
@@ -26,7 +36,7 @@ def make_sample(rows: int, seed: int, start: str = "2024-01-01") -> Sample:
     stamps = np.datetime64(start, "us") + np.arange(rows) * np.timedelta64(1, "h")
     return Sample(
         features, labels, NAMES, timestamps=stamps, label_ends=stamps + HORIZON,
-        aux={"move": move},
+        aux={"move": move}, history=History(features, np.arange(rows), np.arange(N_FEATURES)),
     )  # fmt: skip
 
 
@@ -46,6 +56,22 @@ def test_sample() -> Sample:
 
 
 BUDGET = FitBudget(rounds=60, early_stopping=10, threads=1, seed=7)
+
+#: The contract table: per family, parameters the suite puts on top of the preset of every
+#: fit it makes (the presets themselves are checked as they are). The neural families get
+#: tiny networks and short windows, so each fit takes about a second on 2 cores.
+CONTRACT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden": 16, "batch_size": 256, "learning_rate": 0.02},
+    "cnn1d": {"lookback": 4, "channels": 8, "layers": 1, "batch_size": 256, "learning_rate": 0.02},
+    "lstm": {"lookback": 4, "hidden": 8, "layers": 1, "batch_size": 256, "learning_rate": 0.02},
+    "transformer": {"lookback": 4, "d_model": 8, "heads": 2, "layers": 1, "feedforward": 16,
+                    "batch_size": 256, "learning_rate": 0.02},
+}  # fmt: skip
+
+
+def contract_params(name: str, preset: str | None = None) -> dict[str, Any]:
+    """The validated parameters of `name`'s preset with the contract table's row on top."""
+    return preset_params(name, preset, CONTRACT_OVERRIDES.get(name))
 
 
 @pytest.fixture(params=sorted(FAMILIES), scope="session")

@@ -21,6 +21,7 @@ from alphafactory.models import (
     FAMILIES,
     PRESETS,
     FittedModel,
+    History,
     ModelFamily,
     Sample,
     bundle_bytes,
@@ -31,7 +32,13 @@ from alphafactory.models import (
     save_model,
 )
 from alphafactory.registry.checksums import sha256_file
-from tests.contract.conftest import BUDGET, N_FEATURES, make_sample
+from tests.contract.conftest import (
+    BUDGET,
+    CONTRACT_OVERRIDES,
+    N_FEATURES,
+    contract_params,
+    make_sample,
+)
 
 _FITS: dict[str, FittedModel] = {}
 
@@ -39,8 +46,14 @@ _FITS: dict[str, FittedModel] = {}
 def fitted(family: ModelFamily, train: Sample, valid: Sample) -> FittedModel:
     """One balanced-preset fit per family, shared by the tests that only read it."""
     if family.name not in _FITS:
-        _FITS[family.name] = family.fit(train, valid, preset_params(family.name), BUDGET)
+        _FITS[family.name] = family.fit(train, valid, contract_params(family.name), BUDGET)
     return _FITS[family.name]
+
+
+def predict(model: FittedModel, sample: Sample) -> np.ndarray:
+    """The model's probabilities for the sample's rows, read with their history (which only
+    models with a lookback above 1 use)."""
+    return model.predict_proba(sample.features, sample.history)
 
 
 def test_registry_names_match_families() -> None:
@@ -49,13 +62,14 @@ def test_registry_names_match_families() -> None:
         assert family.name == name
         assert family.role in ("classifier", "meta")
         assert family.artifact_format
+    assert set(CONTRACT_OVERRIDES) <= set(FAMILIES), "the contract table names a stranger"
 
 
 def test_probabilities_have_three_columns_summing_to_one(
     family: ModelFamily, train_sample: Sample, valid_sample: Sample, test_sample: Sample
 ) -> None:
     model = fitted(family, train_sample, valid_sample)
-    probabilities = model.predict_proba(test_sample.features)
+    probabilities = predict(model, test_sample)
     assert probabilities.shape == (len(test_sample), 3)
     assert np.all(probabilities >= 0) and np.all(probabilities <= 1)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
@@ -69,7 +83,7 @@ def test_learns_the_planted_rule(
     """Out-of-sample AP well above the no-skill baseline (class frequencies) on a rule that
     f0 and f1 decide: a family that predicts noise or ignores features fails here."""
     model = fitted(family, train_sample, valid_sample)
-    ap = average_precision(test_sample.labels, model.predict_proba(test_sample.features))
+    ap = average_precision(test_sample.labels, predict(model, test_sample))
     prior = np.bincount(train_sample.labels, minlength=3) / len(train_sample)
     baseline = average_precision(test_sample.labels, np.tile(prior, (len(test_sample), 1)))
     assert ap > baseline + 0.2, (family.name, ap, baseline)
@@ -87,9 +101,7 @@ def test_save_then_load_predicts_identically(
     loaded = load_model(path, sha256_file(path))
     assert type(loaded) is type(model)
     assert loaded.feature_names == model.feature_names
-    np.testing.assert_array_equal(
-        loaded.predict_proba(test_sample.features), model.predict_proba(test_sample.features)
-    )
+    np.testing.assert_array_equal(predict(loaded, test_sample), predict(model, test_sample))
     manifest = read_manifest(path)
     assert manifest["family"] == family.name and manifest["preset"] == "balanced"
     assert manifest["artifact_format"] == family.artifact_format
@@ -100,19 +112,39 @@ def test_save_then_load_predicts_identically(
 def test_same_seed_same_model(
     family: ModelFamily, train_sample: Sample, valid_sample: Sample, test_sample: Sample
 ) -> None:
-    params = preset_params(family.name, "aggressive")
+    params = contract_params(family.name, "aggressive")
     first = family.fit(train_sample, valid_sample, params, BUDGET)
     second = family.fit(train_sample, valid_sample, params, BUDGET)
-    np.testing.assert_array_equal(
-        first.predict_proba(test_sample.features), second.predict_proba(test_sample.features)
-    )
+    np.testing.assert_array_equal(predict(first, test_sample), predict(second, test_sample))
+
+
+def test_no_row_after_a_prediction_is_read(
+    family: ModelFamily, train_sample: Sample, valid_sample: Sample, test_sample: Sample
+) -> None:
+    """The look-ahead probe of prediction: every matrix row after row k replaced by noise
+    leaves the probabilities of rows 0..k exactly as they were (and changes later ones). A
+    model reading more than its own row refuses rows without their history."""
+    model = fitted(family, train_sample, valid_sample)
+    before = predict(model, test_sample)
+    k = len(test_sample) // 2
+    values = test_sample.features.copy()
+    values[k + 1 :] = np.random.default_rng(11).normal(scale=3.0, size=values[k + 1 :].shape)
+    history = History(values, np.arange(len(values)), np.arange(N_FEATURES))
+    after = predict(model, dataclasses.replace(test_sample, features=values, history=history))
+    np.testing.assert_array_equal(after[: k + 1], before[: k + 1])
+    assert not np.allclose(after[k + 1 :], before[k + 1 :])
+    if model.lookback > 1:
+        with pytest.raises(DataError, match=r"needs the feature matrix the rows come from"):
+            model.predict_proba(test_sample.features)
+    else:
+        np.testing.assert_array_equal(model.predict_proba(test_sample.features), before)
 
 
 def test_one_class_only_is_refused(family: ModelFamily, valid_sample: Sample) -> None:
     one_class = make_sample(300, seed=5)
     one_class = dataclasses.replace(one_class, labels=np.ones(300, dtype=np.int32))
     with pytest.raises(DataError, match=r"only class 1 present"):
-        family.fit(one_class, valid_sample, preset_params(family.name), BUDGET)
+        family.fit(one_class, valid_sample, contract_params(family.name), BUDGET)
 
 
 def test_all_nan_column_is_refused(family: ModelFamily, valid_sample: Sample) -> None:
@@ -123,7 +155,7 @@ def test_all_nan_column_is_refused(family: ModelFamily, valid_sample: Sample) ->
         family.fit(
             dataclasses.replace(sample, features=features),
             valid_sample,
-            preset_params(family.name),
+            contract_params(family.name),
             BUDGET,
         )
 
@@ -214,7 +246,7 @@ def test_time_budget_is_respected(family: ModelFamily) -> None:
     """With rounds and patience out of reach, only the time limit can end the fit."""
     train, valid = make_sample(20_000, seed=8), make_sample(4_000, seed=9)
     budget = dataclasses.replace(BUDGET, rounds=100_000, early_stopping=100_000, seconds=0.5)
-    params = preset_params(family.name, "aggressive")
+    params = contract_params(family.name, "aggressive")
     started = time.perf_counter()
     model = family.fit(train, valid, params, budget)
     elapsed = time.perf_counter() - started

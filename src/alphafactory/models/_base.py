@@ -39,6 +39,23 @@ def require(module: str, extra: str) -> ModuleType:
 
 
 @dataclass(frozen=True)
+class History:
+    """The feature matrix that rows were taken from, for families that also read the rows
+    before each one (sequence families): `values` (every matrix row in time order × every
+    matrix column, held by reference, not copied), `rows` (each row's index in `values`) and
+    `columns` (the rows' feature columns in `values`, in feature order), so that row i is
+    `values[rows[i], columns]`."""
+
+    values: np.ndarray
+    rows: np.ndarray
+    columns: np.ndarray
+
+    def take(self, index: np.ndarray) -> History:
+        """The history of the rows at positions `index` (e.g. a subset of a sample)."""
+        return History(self.values, np.asarray(self.rows)[index], self.columns)
+
+
+@dataclass(frozen=True)
 class Sample:
     """Event rows of one variant, in time order: features (rows × columns), class labels 0-2,
     and what families that look beyond the label need.
@@ -51,6 +68,9 @@ class Sample:
         aux: per-row arrays by name. `"move"`: the event's realised forward move in units of
             the variant's barrier, positive towards the breakout barrier (+1 reaches it,
             -1 reaches the reversion barrier), taken at the first touch or the horizon's end.
+        history: the matrix the rows come from (`History`); sequence families
+            (`FittedModel.lookback` > 1) build each row's window of preceding matrix rows
+            from it and refuse a sample without it.
     """
 
     features: np.ndarray
@@ -60,6 +80,7 @@ class Sample:
     timestamps: np.ndarray | None = None
     label_ends: np.ndarray | None = None
     aux: Mapping[str, np.ndarray] = field(default_factory=dict)
+    history: History | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -107,16 +128,23 @@ def check_sample(sample: Sample, what: str, *, need_classes: int = 2) -> None:
 
 
 class FittedModel(ABC):
-    """A trained model of one family: predicts class probabilities for feature rows."""
+    """A trained model of one family: predicts class probabilities for feature rows.
+
+    Attributes:
+        lookback: matrix rows one prediction reads, ending at the row itself (1: the row
+            only). A model with `lookback` > 1 predicts from `predict_proba`'s `history`.
+    """
 
     family: ClassVar[str]
+    lookback: int = 1
 
     def __init__(self, feature_names: tuple[str, ...], best_iteration: int = 0) -> None:
         self.feature_names = tuple(feature_names)
         self.best_iteration = int(best_iteration)
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities (rows × 3, each row summing to 1) for rows in `feature_names` order."""
+    def predict_proba(self, features: np.ndarray, history: History | None = None) -> np.ndarray:
+        """Probabilities (rows × 3, each row summing to 1) for rows in `feature_names` order;
+        `history` (the matrix the rows come from) is read by models with `lookback` > 1 only."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise ModelError(
@@ -125,7 +153,12 @@ class FittedModel(ABC):
             )
         if len(features) == 0:
             return np.zeros((0, N_CLASSES))
-        raw = np.asarray(self._predict(features), dtype=np.float64).reshape(-1, N_CLASSES)
+        scores = (
+            self._predict(features)
+            if history is None or self.lookback == 1
+            else self._predict_history(features, history)
+        )
+        raw = np.asarray(scores, dtype=np.float64).reshape(-1, N_CLASSES)
         raw = np.clip(raw, 0.0, None)
         sums = raw.sum(axis=1)
         off = np.abs(sums - 1.0) > 1e-9  # softmax outputs are left bit-for-bit as they are
@@ -135,6 +168,11 @@ class FittedModel(ABC):
     @abstractmethod
     def _predict(self, features: np.ndarray) -> np.ndarray:
         """Class scores for validated float32 rows; normalised by `predict_proba`."""
+
+    def _predict_history(self, features: np.ndarray, history: History) -> np.ndarray:
+        """Class scores of rows read with their `history`; only models with `lookback` > 1
+        override it (the default reads the rows alone)."""
+        return self._predict(features)
 
     def feature_importance(self) -> np.ndarray | None:
         """Importance per feature (e.g. total gain), or None when the family has none."""

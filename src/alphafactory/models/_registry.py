@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from alphafactory.errors import ConfigError
 from alphafactory.models._base import ModelFamily
+from alphafactory.models.cnn1d import CNN1DFamily
 from alphafactory.models.ensemble import EnsembleFamily
 from alphafactory.models.ftrl import FTRLFamily
 from alphafactory.models.lightgbm import LightGBMFamily
+from alphafactory.models.lstm import LSTMFamily
 from alphafactory.models.meta import MetaFamily
+from alphafactory.models.mlp import MLPFamily
 from alphafactory.models.ngboost import NGBoostFamily
 from alphafactory.models.quantile import QuantileLightGBMFamily
 from alphafactory.models.reward import RewardFamily
+from alphafactory.models.transformer import TransformerFamily
 from alphafactory.models.xgboost import XGBoostFamily
 
 FAMILIES: dict[str, ModelFamily] = {
@@ -25,6 +29,10 @@ FAMILIES: dict[str, ModelFamily] = {
         QuantileLightGBMFamily(),
         XGBoostFamily(),
         NGBoostFamily(),
+        MLPFamily(),
+        CNN1DFamily(),
+        LSTMFamily(),
+        TransformerFamily(),
     )
 }
 

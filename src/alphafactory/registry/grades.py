@@ -72,6 +72,12 @@ _LINEAR_BENCHMARKS: dict[str, Benchmark] = {
     "ap": Benchmark(poor=0.37, excellent=0.60),
 }
 
+# The neural families (torch) on the same features: between the linear model and the trees.
+_NEURAL_BENCHMARKS: dict[str, Benchmark] = {
+    **_CLASSIFIER_BENCHMARKS,
+    "ap": Benchmark(poor=0.38, excellent=0.62),
+}
+
 BENCHMARKS: dict[str, Mapping[str, Benchmark]] = {
     "default": _CLASSIFIER_BENCHMARKS,
     "lightgbm": _CLASSIFIER_BENCHMARKS,
@@ -82,8 +88,7 @@ BENCHMARKS: dict[str, Mapping[str, Benchmark]] = {
     "ensemble": _CLASSIFIER_BENCHMARKS,
     "meta": _CLASSIFIER_BENCHMARKS,
     "ftrl": _LINEAR_BENCHMARKS,
-    "mlp": {**_CLASSIFIER_BENCHMARKS, "ap": Benchmark(poor=0.38, excellent=0.62)},
-    "lstm": {**_CLASSIFIER_BENCHMARKS, "ap": Benchmark(poor=0.38, excellent=0.62)},
+    **dict.fromkeys(("mlp", "cnn1d", "lstm", "transformer"), _NEURAL_BENCHMARKS),
 }
 """Benchmarks per model type; a type without an entry uses ``"default"``."""
 
