@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTHON ?= python3
-EXTRAS := dev,registry,cloud,xgboost,ngboost
+EXTRAS := dev,registry,cloud,xgboost,ngboost,torch,sources
 INSTALLED := $(VENV)/.installed
 ENV ?= local-dev
 PYTEST_ARGS ?=
@@ -31,7 +31,7 @@ lint: $(INSTALLED) ## Lint (ruff), format check and type check (mypy)
 	$(VENV)/bin/ruff format --check src components pipelines tests bench
 	$(VENV)/bin/mypy
 
-test-python: $(INSTALLED) ## Python test suite, slow tests included (real kfp.local run, PostgreSQL, MLflow server)
+test-python: $(INSTALLED) browser ## Python test suite, slow tests included (real kfp.local run, PostgreSQL, MLflow server)
 	$(PY) -m pytest --ignore=tests/cluster $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## Python tests without the slow ones

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# alphafactory CPU runtime image: the library (extras cloud, registry, xgboost, ngboost), kfp and
-# CPU-only torch, baked in so KFP components run with install_kfp_package=False.
+# alphafactory CPU runtime image: the library (extras cloud, registry, xgboost, ngboost,
+# sources, torch with CPU-only torch), kfp, baked in so KFP components run with install_kfp_package=False.
 #
 # Build from the repository root:
 #   docker build -f images/cpu.Dockerfile -t alphafactory-cpu:dev .
@@ -15,7 +15,6 @@
 ########################################################################################
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS builder
 
-ARG TORCH_VERSION=2.5.1
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_VERSION=24.3.1
 
@@ -30,9 +29,12 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python -m venv /opt/venv \
  && pip install --no-cache-dir "pip==${PIP_VERSION}"
 
-# torch first, from the CPU-only index (no CUDA wheels in the CPU image); the layer is
-# reused as long as the torch version does not change.
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+# torch first, from the CPU-only index (no CUDA wheels in the CPU image), at the version
+# constraints.txt pins, so the `[torch]` extra below finds it installed; the layer is reused
+# as long as constraints.txt does not change.
+COPY constraints.txt /tmp/torch-constraints.txt
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" -c /tmp/torch-constraints.txt torch
 
 WORKDIR /build
 COPY pyproject.toml README.md constraints.txt ./
@@ -45,7 +47,7 @@ COPY pipelines ./pipelines
 # hadolint ignore=DL3013
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && wheel="$(find /wheels -name 'alphafactory-*.whl' | head -n 1)" \
- && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,ngboost]" \
+ && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,ngboost,torch,sources]" \
  && python -c "import alphafactory, kfp, torch, xgboost, ngboost; print('ok', kfp.__version__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 

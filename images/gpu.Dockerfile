@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # alphafactory GPU runtime image: CUDA runtime base, the library with all extras
-# (cloud, registry, xgboost, ngboost, torch) and kfp, so KFP components run with
+# (cloud, registry, xgboost, ngboost, sources, torch) and kfp, so KFP components run with
 # install_kfp_package=False on the GPU node pool.
 #
 # Build from the repository root:
@@ -78,10 +78,13 @@ COPY components ./components
 COPY pipelines ./pipelines
 
 # The local project wheel is installed by path; its dependencies come from pyproject.toml.
+# constraints.txt pins the venv's CPU torch (2.13.0); here that line is dropped so the `[torch]`
+# extra (a range) finds the hashed CUDA 12.4 build above installed instead of replacing it.
 # hadolint ignore=DL3013
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && wheel="$(find /wheels -name 'alphafactory-*.whl' | head -n 1)" \
- && pip install --no-cache-dir -c constraints.txt "${wheel}[cloud,registry,xgboost,ngboost,torch]" \
+ && grep -v '^torch==' constraints.txt > /tmp/gpu-constraints.txt \
+ && pip install --no-cache-dir -c /tmp/gpu-constraints.txt "${wheel}[cloud,registry,xgboost,ngboost,torch,sources]" \
  && python -c "import alphafactory, kfp, torch, xgboost, ngboost; print('ok', kfp.__version__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 

@@ -47,6 +47,12 @@ class RunLayout:
         return self.path("prepare", "features.parquet")
 
     @property
+    def bars_origin(self) -> str:
+        """Where the bars came from (`alphafactory.data.sources.BarsOrigin`): the source, the
+        range, and whether they are a synthetic fallback."""
+        return self.path("prepare", "source.json")
+
+    @property
     def ground_truth(self) -> str:
         """What the synthetic generator planted (written only for synthetic data)."""
         return self.path("prepare", "ground_truth.json")

@@ -351,7 +351,15 @@ def test_gpu_image_installs_torch_from_hashed_pins_only() -> None:
     assert names["torch"] == "2.5.1"
     assert {"triton", "nvidia-cudnn-cu12", "nvidia-cublas-cu12", "sympy"} <= set(names)
     # torch only through the hashed file (the later `[torch]` extra finds it installed)
-    unhashed = [ln for ln in code.splitlines() if "torch==" in ln and "--hash=" not in ln]
+    unhashed = [
+        ln
+        for ln in code.splitlines()
+        if "torch==" in ln and "--hash=" not in ln and "grep -v '^torch=='" not in ln
+    ]
     assert unhashed == [], unhashed
     assert "pip install --no-cache-dir --require-hashes --only-binary=:all:" in code
     assert "-r /tmp/torch-cu124-requirements.txt" in code
+    # the venv's CPU torch pin is dropped before the wheel's extras, which keep the CUDA build
+    wheel_step = next(step for step in code.split("RUN ") if '"${wheel}[' in step)
+    assert "grep -v '^torch==' constraints.txt > /tmp/gpu-constraints.txt" in wheel_step
+    assert "-c /tmp/gpu-constraints.txt" in wheel_step and "-c constraints.txt" not in wheel_step

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alphafactory.config._strict import Strict as _Strict
@@ -22,7 +29,8 @@ from alphafactory.config.platform import (
     StageResources,
     VertexConfig,
 )
-from alphafactory.names import CredentialFreeUri, SafeName
+from alphafactory.config.sources import EXAMPLE_SYMBOLS, ExchangeConfig, YahooConfig
+from alphafactory.names import CredentialFreeUri, SafeName, redact_uri
 
 
 class PlantConfig(_Strict):
@@ -43,22 +51,65 @@ class PlantConfig(_Strict):
     drift_bars: int = Field(default=3, ge=1)
 
 
-class DataConfig(_Strict):
-    """Where bars come from: the embedded synthetic generator or a user's file/URI."""
+#: The sources of the `data` section; `uri` is the older name of `file`.
+DATA_SOURCE_NAMES = ("synthetic", "uri", "file", "exchange", "yahoo")
+#: Keys left out of a dump while at these defaults: an environment without a network source
+#: dumps (and compiles) exactly as before these keys existed.
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"fallback": "none", "exchange": None, "yahoo": None}
 
-    source: Literal["synthetic", "uri"] = "synthetic"
+
+class DataConfig(_Strict):
+    """Where bars come from: the embedded synthetic generator, a user's file/URI, an exchange
+    (ccxt) or Yahoo Finance; `fallback: synthetic` lets a failed fetch use synthetic bars
+    (marked in the run's lineage), never silently."""
+
+    source: Literal["synthetic", "uri", "file", "exchange", "yahoo"] = "synthetic"
     uri: CredentialFreeUri | None = None
     symbols: list[SafeName] = Field(default_factory=lambda: ["BTC", "ETH", "SOL"], min_length=1)
     n_bars: int = Field(default=26_280, ge=500)
     frequency: str = "1h"
     seed: int = 7
     planted: PlantConfig = Field(default_factory=PlantConfig)
+    fallback: Literal["none", "synthetic"] = "none"
+    exchange: ExchangeConfig | None = None
+    yahoo: YahooConfig | None = None
 
     @model_validator(mode="after")
-    def _uri_needs_value(self) -> DataConfig:
-        if self.source == "uri" and not self.uri:
-            raise ValueError("data.source is 'uri' but data.uri is empty; set data.uri")
+    def _source_needs_settings(self) -> DataConfig:
+        if self.source in ("uri", "file") and not self.uri:
+            raise ValueError(f"data.source is '{self.source}' but data.uri is empty; set data.uri")
+        if self.source in ("exchange", "yahoo") and self.fetch is None:
+            raise ValueError(
+                f"data.source is '{self.source}' but data.{self.source} is not set; add "
+                f"data.{self.source}.symbols (e.g. [{', '.join(EXAMPLE_SYMBOLS[self.source])}])"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        for key, default in _OMITTED_AT_DEFAULT.items():
+            if key in dumped and dumped[key] == default:
+                del dumped[key]
+        return dumped
+
+    @property
+    def fetch(self) -> ExchangeConfig | YahooConfig | None:
+        """The settings of the network source in use; None for synthetic and file data."""
+        if self.source == "exchange":
+            return self.exchange
+        return self.yahoo if self.source == "yahoo" else None
+
+    @property
+    def label(self) -> str:
+        """The configured source in one phrase, for messages and lineage."""
+        if self.source in ("uri", "file"):
+            return redact_uri(self.uri or "")
+        fetch = self.fetch
+        if fetch is None:
+            return "synthetic data"
+        venue = f"exchange {fetch.exchange}" if isinstance(fetch, ExchangeConfig) else "yahoo"
+        return f"{venue} {', '.join(fetch.symbols)} ({self.frequency})"
 
 
 class FeatureConfig(_Strict):

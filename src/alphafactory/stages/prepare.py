@@ -9,9 +9,16 @@ import polars as pl
 
 from alphafactory import io
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.data.bars import NUMERIC_COLUMNS, data_hash, infer_frequency, load_bars
+from alphafactory.data.bars import NUMERIC_COLUMNS, data_hash, infer_frequency
+from alphafactory.data.sources import (
+    LoadedBars,
+    load_source,
+    read_bars_origin,
+    reload_source,
+    runs_folder,
+    write_bars_origin,
+)
 from alphafactory.data.splits import make_periods
-from alphafactory.data.synthetic import generate_bars_with_truth
 from alphafactory.errors import DataError
 from alphafactory.features import build_feature_matrix, column_symbol
 from alphafactory.layout import Plan, RunLayout
@@ -24,21 +31,35 @@ log = logging.getLogger(__name__)
 _SHOWN_COLUMNS = 3
 
 
-def load_source_bars(config: EnvironmentConfig) -> tuple[pl.DataFrame, dict[str, Any] | None]:
-    """The environment's bars: the user's file/URI, or the embedded synthetic generator with
-    the ground truth of the signal it planted (None for real data)."""
-    if config.data.source == "uri":
-        assert config.data.uri is not None
-        return load_bars(config.data.uri), None
-    return generate_bars_with_truth(
-        symbols=config.data.symbols,
-        n_bars=config.data.n_bars,
-        frequency=config.data.frequency,
-        seed=config.data.seed,
-        planted=config.data.planted,
-        windows=config.grid.windows,
-        swing_types=config.grid.swing_types,
-    )
+def load_source_bars(
+    config: EnvironmentConfig, runs_dir: str | None = None
+) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+    """The environment's bars from its source (`alphafactory.data.sources`): synthetic bars
+    come with the ground truth of the signal they planted (None for any other data). A
+    synthetic fallback is logged as a warning; `load_source` also returns its marker."""
+    loaded = load_source(config, runs_dir)
+    return loaded.bars, loaded.truth
+
+
+def load_run_bars(config: EnvironmentConfig, run_dir: str) -> pl.DataFrame:
+    """The bars that prepare used for the run in `run_dir`: the range it recorded, read from
+    the raw-bar cache, or the same synthetic fallback (runs without a record: the source)."""
+    origin = read_bars_origin(run_dir)
+    runs_dir = runs_folder(run_dir)
+    if origin is None:
+        return load_source(config, runs_dir).bars
+    return reload_source(config, origin, runs_dir).bars
+
+
+def check_source(config: EnvironmentConfig, runs_dir: str) -> LoadedBars | None:
+    """Before a run: the configured source's bars, checked to be long enough for the grid
+    (a network source's fetch fills the raw-bar cache the prepare task then reads); None for
+    the embedded synthetic bars, which need no check."""
+    if config.data.source == "synthetic":
+        return None
+    loaded = load_source(config, runs_dir)
+    check_enough_bars(loaded.bars, config, loaded.origin.label)
+    return loaded
 
 
 def check_enough_bars(bars: pl.DataFrame, config: EnvironmentConfig, source: str) -> None:
@@ -93,8 +114,8 @@ def _largest_bar_value(bars: pl.DataFrame, symbol: str) -> str:
 def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     """Build and write the feature matrix, targets per group and the plan; return metrics."""
     layout = RunLayout(run_dir)
-    bars, truth = load_source_bars(config)
-    source = config.data.uri or "synthetic data"
+    loaded = load_source(config, runs_folder(run_dir))
+    bars, truth, source = loaded.bars, loaded.truth, loaded.origin.label
     check_enough_bars(bars, config, source)
     symbols = sorted(bars["symbol"].unique().to_list())
     log.info("prepare: %d bars for %s", bars.height, ", ".join(symbols))
@@ -128,6 +149,7 @@ def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
     )
     if truth is not None:
         io.write_json(layout.ground_truth, truth)
+    write_bars_origin(layout, loaded.origin)
     io.write_json(layout.plan, plan.to_dict())
     io.write_json(
         layout.path("prepare", "report.json"),
@@ -141,4 +163,5 @@ def run_prepare(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         "variants": plan.n_variants,
         "groups": len(groups),
         "shards": len(plan.shards),
+        "synthetic_fallback": int(loaded.origin.fallback),
     }
