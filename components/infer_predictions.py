@@ -16,12 +16,17 @@ def infer_predictions(
 ) -> str:
     """Predict with every production model; publish the HTML report to the KFP UI."""
     from alphafactory import io
-    from alphafactory.runtime import config_from_json, log_metrics, setup_logging, task_failures
+    from alphafactory.runtime import (
+        config_from_json,
+        log_metrics,
+        setup_logging,
+        task_failures,
+        write_artifact_text,
+    )
     from alphafactory.stages import run_infer
 
     setup_logging()
     with task_failures(run_dir, "infer-predictions"):
         log_metrics(metrics, run_infer(config_from_json(config_json), run_dir))
-    with open(report.path, "w") as handle:
-        handle.write(io.read_text(io.join(run_dir, "report.html")))
+    write_artifact_text(report, io.read_text(io.join(run_dir, "report.html")))
     return run_dir

@@ -6,6 +6,8 @@ run ever looks complete. A folder left `.incomplete` by a process that is gone i
 failed when the next run starts.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from alphafactory.config import (
     EnvironmentConfig,
@@ -37,10 +40,16 @@ from alphafactory.runtime import (
     write_owner,
 )
 from alphafactory.targets.variants import expand_grid, group_variants
+from pipelines.tasklogs import ANSI, LOGS_DIR, ORCHESTRATOR_LOG, failed_task_logs
+
+if TYPE_CHECKING:
+    from pipelines.console import RunView
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
 FAILURE_FILE = "pipeline-failure.txt"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+POLL_S = 0.25
+"""How often the console looks at the run folder while the pipeline runs."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class LocalRunPlan:
     runs_dir: Path
     run_id: str
     summary: str
+    data_warning: str = ""
+    """The source line of bars that are a synthetic fallback (empty: the configured data)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class LocalRunOutcome:
     seconds: float = 0.0
     signal: int = 0
     """The signal (SIGINT, SIGTERM) that interrupted the run, 0 when none did."""
+    failed_logs: tuple[tuple[str, Path], ...] = ()
+    """(task, log file) of each task that failed, its kfp.local output in the run folder."""
 
 
 def task_causes(run_dir: Path) -> list[str]:
@@ -98,9 +111,13 @@ def prepare_local_run(
     runs_dir: Path | None = None,
     force_retrain: bool = False,
     families: str | None = None,
+    source: str | None = None,
+    symbols: str | None = None,
 ) -> LocalRunPlan:
-    """Validate the environment, the grid switch, the families and the user's data before
-    anything runs. `families` is a comma-separated list of registered families or `all`."""
+    """Validate the environment, the grid switch, the families and the data before anything
+    runs (a network source is fetched into the raw-bar cache here). `families` is a
+    comma-separated list of registered families or `all`; `source` a data source name with
+    `symbols` its comma-separated markets."""
     config = load_environment(env)
     if grid not in {"env", "full"}:
         raise ConfigError(f"--grid {grid!r} is not known; use 'env' or 'full'")
@@ -113,33 +130,37 @@ def prepare_local_run(
         config = config.model_copy(update={"train": train})
     if families:
         config = with_families(config, families)
-    symbols = config.data.symbols
-    if config.data.source == "uri":
-        from alphafactory.data.bars import load_bars
-        from alphafactory.stages.prepare import check_enough_bars
+    if source:
+        from alphafactory.data.sources import with_source
 
-        assert config.data.uri is not None
-        bars = load_bars(config.data.uri)
-        check_enough_bars(bars, config, config.data.uri)
-        symbols = sorted(bars["symbol"].unique().to_list())
-    groups = group_variants(expand_grid(config.grid, symbols))
+        config = with_source(config, source, symbols.split(",") if symbols else None)
+    from alphafactory.stages.prepare import check_source
+
+    root = Path(runs_dir or config.pipeline_root).resolve()
+    loaded = check_source(config, str(root))
+    names = config.data.symbols if loaded is None else loaded.bars["symbol"].unique().sort()
+    groups = group_variants(expand_grid(config.grid, list(names)))
     n_variants = sum(len(v) for v in groups.values())
     summary = (
-        f"{n_variants} variants in {len(groups)} groups over {', '.join(symbols)}; "
+        f"{n_variants} variants in {len(groups)} groups over {', '.join(names)}; "
         f"families: {', '.join(config.models.families)}; "
-        f"data: {config.data.uri or 'embedded synthetic bars'}"
+        f"data: {'embedded synthetic bars' if loaded is None else loaded.origin.label}"
     )
-    root = Path(runs_dir or config.pipeline_root).resolve()
+    warning = loaded.origin.line if loaded is not None and loaded.origin.fallback else ""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return LocalRunPlan(config, root, f"{stamp}-{secrets.token_hex(3)}", summary)
+    return LocalRunPlan(config, root, f"{stamp}-{secrets.token_hex(3)}", summary, warning)
 
 
-def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
+def run_locally(
+    plan: LocalRunPlan, *, view: RunView | None = None, verbose: bool = False
+) -> LocalRunOutcome:
     """Execute the pipeline with kfp.local's SubprocessRunner in this Python environment.
 
     The kfp.local orchestrator and its tasks run in a session (process group) of their own;
     SIGINT or SIGTERM stops the whole group and marks the run failed. `champion` aliases move
     only once the folder is finalised (see `alphafactory.stages.publish.apply_promotions`).
+    kfp.local's output goes to `<run>/logs/` (see `pipelines.tasklogs`), and with `verbose`
+    to this process's stdout as well; `view` follows the run while it runs.
     """
     from alphafactory.stages.publish import apply_promotions
 
@@ -148,7 +169,7 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
     working = plan.runs_dir / f"{plan.run_id}{INCOMPLETE_SUFFIX}"
     working.mkdir()
     started = time.perf_counter()
-    failure, interrupted = _execute_in_own_group(plan, working)
+    failure, interrupted = _execute_in_own_group(plan, working, view, verbose)
     seconds = time.perf_counter() - started
     if interrupted:
         name = signal.Signals(interrupted).name
@@ -158,7 +179,8 @@ def run_locally(plan: LocalRunPlan) -> LocalRunOutcome:
     if failure is not None:
         failed, causes = _fail(working, failure)
         message = failure.splitlines()[0] if failure else "the pipeline failed"
-        return LocalRunOutcome(False, failed, "\n".join([message, *causes]), seconds)
+        logs = tuple(failed_task_logs(failed))
+        return LocalRunOutcome(False, failed, "\n".join([message, *causes]), seconds, 0, logs)
     finished = plan.runs_dir / plan.run_id
     working.rename(finished)
     apply_promotions(plan.config, str(finished))
@@ -194,23 +216,37 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise _Interrupted(signum)
 
 
-def _execute_in_own_group(plan: LocalRunPlan, working: Path) -> tuple[str | None, int]:
-    """Run the pipeline in a child session; (failure line or None, signal that stopped it)."""
+def _execute_in_own_group(
+    plan: LocalRunPlan, working: Path, view: RunView | None, verbose: bool
+) -> tuple[str | None, int]:
+    """Run the pipeline in a child session; (failure line or None, signal that stopped it).
+
+    Without `verbose` the child's own stdout and stderr (what bypasses its log router: a
+    crash, a fatal signal's report) go to the orchestrator's log in `<run>/logs/`."""
     failure_file = working / FAILURE_FILE
     command = [sys.executable, "-m", "pipelines.local", str(working), str(plan.runs_dir / ".kfp")]
-    command += [str(os.getpid())]
+    command += [str(os.getpid()), "verbose" if verbose else "quiet"]
+    (working / LOGS_DIR).mkdir()
+    output = None if verbose else (working / LOGS_DIR / ORCHESTRATOR_LOG).open("a")
     in_main = threading.current_thread() is threading.main_thread()
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
     for sig in saved:
         signal.signal(sig, _raise_interrupted)
     child = None
     try:
-        child = subprocess.Popen(command, stdin=subprocess.PIPE, text=True, start_new_session=True)
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=output,
+            stderr=None if output is None else subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         write_owner(working, child.pid)
         assert child.stdin is not None
         child.stdin.write(plan.config.model_dump_json())
         child.stdin.close()
-        code = child.wait()
+        code = _wait(child, working, view)
     except _Interrupted as stop:
         if child is not None:
             stop_group(child.pid)
@@ -219,11 +255,30 @@ def _execute_in_own_group(plan: LocalRunPlan, working: Path) -> tuple[str | None
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        if output is not None:
+            output.close()
     if code == 0:
         return None, 0
     text = failure_file.read_text() if failure_file.exists() else ""
     failure_file.unlink(missing_ok=True)
     return text or f"the pipeline process exited with code {code}", 0
+
+
+def _wait(child: subprocess.Popen[str], working: Path, view: RunView | None) -> int:
+    """The child's exit code; `view` looks at the run folder every POLL_S meanwhile."""
+    while view is not None:
+        try:
+            code = child.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        try:
+            view.update(working, final=code is not None)
+        except (OSError, ValueError):  # the view must never stop the run it shows
+            logging.getLogger(__name__).exception("the progress view failed; the run goes on")
+            view = None
+        if code is not None:
+            return code
+    return child.wait()
 
 
 def _die_with(parent: int) -> None:
@@ -238,11 +293,13 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def _child_main(working: str, pipeline_root: str, parent: str) -> int:
-    """The child session's body: the pipeline on kfp.local; a failure goes to FAILURE_FILE."""
+def _child_main(working: str, pipeline_root: str, parent: str, output: str = "quiet") -> int:
+    """The child session's body: the pipeline on kfp.local, its output split per task into
+    `<working>/logs/` (and echoed with `output == "verbose"`); a failure goes to FAILURE_FILE."""
     from kfp import local
 
     from pipelines.pipeline import build_pipeline
+    from pipelines.tasklogs import LogRouter, pipeline_steps
 
     _die_with(int(parent))
     config_json = sys.stdin.read()
@@ -251,11 +308,20 @@ def _child_main(working: str, pipeline_root: str, parent: str) -> int:
         pipeline_root=pipeline_root,
         raise_on_error=True,
     )
+    pipeline = build_pipeline(config_json)
+    router = LogRouter(Path(working) / LOGS_DIR, echo=sys.stdout if output == "verbose" else None)
+    router.announce(pipeline_steps(cast(Any, pipeline).pipeline_spec))
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = router.stream()
     try:
-        build_pipeline(config_json)(run_dir=working)
+        pipeline(run_dir=working)
     except Exception as exc:  # a failed task surfaces as a RuntimeError from kfp.local
-        (Path(working) / FAILURE_FILE).write_text(f"{type(exc).__name__}: {exc}")
+        message = ANSI.sub("", f"{type(exc).__name__}: {exc}")
+        (Path(working) / FAILURE_FILE).write_text(message)
         return 1
+    finally:
+        sys.stdout, sys.stderr = saved
+        router.close()
     return 0
 
 

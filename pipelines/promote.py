@@ -12,7 +12,8 @@ under `root` (a checkout of this repository) and returns their unified diff for 
 
 Gates (refused with ConfigError naming the reason): the source's compiled spec is stale;
 the source overlay's digests differ from the source environment's images; the source has no
-champion model, a champion without significant skill, a champion graded below the source's
+champion model, a champion trained on synthetic fallback bars (`data.fallback`), a champion
+without significant skill, a champion graded below the source's
 `promotion.min_grade`, or a champion whose walk-forward backtest fails one of the source's
 backtest gates (`promotion.min_deflated_sharpe`, `max_drawdown`, `min_trades`; a champion
 without backtest metrics fails every gate that is set). The backtest refusal lists every
@@ -245,9 +246,24 @@ def check_gates(
             f"refusing to promote '{source.name}': no champion model in the registry at {uri}"
         )
     from alphafactory.registry.grades import grade_at_least
-    from alphafactory.registry.records import SKILL_YES, TAG_SKILL
+    from alphafactory.registry.records import (
+        SKILL_YES,
+        TAG_DATA_FALLBACK,
+        TAG_DATA_SOURCE,
+        TAG_SKILL,
+    )
 
     infos = {c.model_id: registry.info(c.model_id) for c in champions}
+    stand_ins = [c for c in champions if infos[c.model_id].tags.get(TAG_DATA_FALLBACK) == "true"]
+    if stand_ins:
+        listed = ", ".join(
+            f"{c.model_id} ({infos[c.model_id].tags.get(TAG_DATA_SOURCE, 'synthetic')})"
+            for c in stand_ins
+        )
+        raise ConfigError(
+            f"refusing to promote '{source.name}': champions trained on synthetic fallback "
+            f"bars, not the configured data: {listed}; fix the data source and retrain"
+        )
     unskilled = [c for c in champions if infos[c.model_id].tags.get(TAG_SKILL) != SKILL_YES]
     if unskilled:
         listed = ", ".join(c.model_id for c in unskilled)

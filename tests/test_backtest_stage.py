@@ -125,7 +125,7 @@ def test_changed_data_is_refused(tiny_runs: TinyRuns, tmp_path: Path) -> None:
     settings = {**tiny_runs.settings, "data": {**tiny_runs.settings["data"], "uri": uri}}
     config = EnvironmentConfig.model_validate(settings)
     with pytest.raises(DataError, match=r"changed since prepare .*re-run the pipeline"):
-        run_bars(config, read_plan(RunLayout(str(tiny_runs.run_dir))))
+        run_bars(config, read_plan(RunLayout(str(tiny_runs.run_dir))), str(tiny_runs.run_dir))
 
 
 def test_windows_in_calendar_days_from_the_environment() -> None:

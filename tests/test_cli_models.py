@@ -39,8 +39,8 @@ def registry(runs: TinyRuns) -> ModelRegistry:
     return ModelRegistry(root=runs.runs_dir / "registry")
 
 
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), env=WIDE)
+def invoke(*args: str, answer: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=WIDE, input=answer)
     return result.exit_code, result.output
 
 
@@ -197,14 +197,91 @@ def test_cache_list_and_clear(runs: TinyRuns, env: str, tmp_path: Path) -> None:
         "cache", "list", "--older-than", "1d", "--env", env, "--runs-dir", runs_dir
     )
     assert code == 0 and "0 cached models" in output
-    clear = ("cache", "clear", "--symbol", "BTC", "--older-than", "0s")
+    clear = ("cache", "clear", "--symbol", "BTC", "--older-than", "0s", "--yes")
     code, output = invoke(*clear, "--env", env, "--runs-dir", runs_dir)
     assert code == 0 and "removed 4 cached models" in output
     assert sorted(entry.symbol for entry in cache.list()) == ["ETH"] * 4
-    code, output = invoke("cache", "clear", "--env", env, "--runs-dir", runs_dir)
+    code, output = invoke("cache", "clear", "--yes", "--env", env, "--runs-dir", runs_dir)
     assert code == 0 and "removed 4 cached models" in output and cache.list() == []
 
 
 def test_cache_bad_age_is_one_line(env: str) -> None:
     code, output = invoke("cache", "clear", "--older-than", "soon", "--env", env)
     assert code == 2 and "age 'soon' is not valid" in output and "Traceback" not in output
+
+
+def test_an_unknown_grade_is_refused_in_one_line(env: str) -> None:
+    code, output = invoke("models", "list", "--grade", "Z", "--env", env)
+    assert code == 2 and "Traceback" not in output
+    [line] = [line for line in output.splitlines() if line.strip()]
+    assert line == "error: grade 'Z' is unknown: use one of S, A+, A, A-, B+, B, B-, C, D, F"
+
+
+def test_info_shows_counts_as_integers(env: str, registry: ModelRegistry) -> None:
+    model_id = "alphafactory.BTC_w3_low/1"
+    metrics = registry.info(model_id).metrics
+    code, output = invoke("models", "info", model_id, "--env", env)
+    assert code == 0, output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in output.splitlines()
+        if line.count("│") == 3 and line.split("│")[1].strip().startswith("metric ")
+    }
+    assert len(rows) == len(metrics) > 10
+    for key in ("n_test", "n_train", "n_valid", "best_iteration", "backtest_trades"):
+        assert metrics[key] == int(metrics[key]) >= 0
+        assert rows[f"metric {key}"] == str(int(metrics[key]))  # 27, not 27.0000
+    assert rows["metric ap"] == f"{metrics['ap']:.4f}" and "." in rows["metric ap"]
+
+
+def _cache_copy(runs: TinyRuns, tmp_path: Path) -> tuple[ModelCache, str]:
+    local = clone_runs(runs, tmp_path)
+    cache = ModelCache(local.runs_dir / "cache")
+    assert len(cache.list()) == 8
+    return cache, str(local.runs_dir)
+
+
+def test_cache_clear_dry_run_lists_exactly_what_clear_deletes(
+    runs: TinyRuns, env: str, tmp_path: Path
+) -> None:
+    cache, runs_dir = _cache_copy(runs, tmp_path)
+    before = {entry.path.parent for entry in cache.list()}
+    options = ("--symbol", "ETH", "--env", env, "--runs-dir", runs_dir)
+    code, output = invoke("cache", "clear", "--dry-run", *options)
+    assert code == 0 and "would remove 4 cached models" in output
+    listed = {Path(line.strip()) for line in output.splitlines() if line.strip().startswith("/")}
+    assert len(listed) == 4 and len(cache.list()) == 8  # listed, nothing deleted
+    code, output = invoke("cache", "clear", "--yes", *options)
+    assert code == 0 and "removed 4 cached models" in output
+    remaining = {entry.path.parent for entry in cache.list()}
+    assert before - remaining == listed and all(not path.exists() for path in listed)
+    assert {entry.symbol for entry in cache.list()} == {"BTC"}
+
+
+def test_cache_clear_asks_first_and_no_keeps_every_entry(
+    runs: TinyRuns, env: str, tmp_path: Path
+) -> None:
+    cache, runs_dir = _cache_copy(runs, tmp_path)
+    options = ("--env", env, "--runs-dir", runs_dir)
+    for answer in ("n\n", "", "\n"):  # no, no answer at all, the default
+        code, output = invoke("cache", "clear", *options, answer=answer)
+        assert code == 1, (answer, output)
+        assert "Delete 8 cached models from" in output and "nothing deleted" in output
+        assert len(cache.list()) == 8
+    code, output = invoke("cache", "clear", *options, answer="y\n")
+    assert code == 0 and "removed 8 cached models" in output and cache.list() == []
+
+
+def test_boolean_options_are_plain_flags_in_help() -> None:
+    shown = {}
+    for command in (("models", "list"), ("cache", "clear"), ("infer",)):
+        code, output = invoke(*command, "--help")
+        assert code == 0, output
+        assert "<bool>" not in output and "BOOLEAN" not in output
+        assert "<str>" in output or "<path>" in output  # other options keep their type
+        shown[command] = output
+    assert "--champions" in shown["models", "list"]
+    assert "--no-champions" not in shown["models", "list"]
+    assert "--dry-run" in shown["cache", "clear"] and "--yes" in shown["cache", "clear"]
+    [flag] = [line for line in shown["cache", "clear"].splitlines() if "--dry-run" in line]
+    assert "<" not in flag

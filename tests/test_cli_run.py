@@ -58,7 +58,9 @@ def _write_env(tmp_path: Path, changes: dict | None = None) -> Path:
 
 
 @pytest.mark.slow
-def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
+def test_kfp_local_run_writes_a_complete_run_folder(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     env = _write_env(tmp_path)
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["run", "--env", str(env), "--runs-dir", str(runs)])
@@ -68,6 +70,7 @@ def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert len(folders) == 1 and folders[0].suffix == ""
     run_dir = folders[0]
     assert f"run folder: {run_dir}" in result.output.replace("\n", "")
+    _assert_console(result.output, capfd.readouterr(), run_dir)
 
     plan = json.loads((run_dir / "prepare" / "plan.json").read_text())
     assert plan["n_variants"] == 2 * 2 * 2 * 2  # symbols x windows x swing types x horizons
@@ -87,6 +90,49 @@ def test_kfp_local_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     report = (run_dir / "report.md").read_text()
     assert all(gid in report for gid in plan["groups"])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "succeeded"
+    _assert_kfp_artifacts(runs / ".kfp", run_dir, len(plan["shards"]))
+
+
+def _assert_kfp_artifacts(kfp_root: Path, run_dir: Path, shards: int) -> None:
+    """The KFP-visible artifacts, as kfp.local left them in its pipeline root: per shard one
+    ClassificationMetrics per class over its champions' pooled test-period events and Markdown
+    summaries, and the report as HTML."""
+    from alphafactory.stages.train import ROC_THRESHOLDS
+    from alphafactory.targets.swing import CLASS_NAMES
+
+    (kfp_run,) = kfp_root.glob("alphafactory-*")
+
+    def outputs(task: str) -> dict[int, dict]:
+        found = {}
+        for path in kfp_run.glob(f"for-loop-*-iteration-*/{task}/executor_output.json"):
+            output = json.loads(path.read_text())
+            found[int(output["parameterValues"]["Output"].rsplit(" ", 1)[1])] = output
+        assert sorted(found) == list(range(shards)), task
+        return found
+
+    for shard, output in outputs("train-shard").items():
+        results = json.loads((run_dir / f"train/shards/shard-{shard:03d}.json").read_text())
+        tested = [r["test"] for r in results.values() if r["status"] == "ok"]
+        events = sum(test["n_events"] for test in tested)
+        curves = {name for test in tested for name in test.get("roc_curves", {})}
+        assert {"breakout", "reversion"} <= curves  # a curve is drawn where the class has one
+        for name in CLASS_NAMES:
+            (roc,) = output["artifacts"][f"roc_{name}"]["artifacts"]
+            rows = [r["row"] for r in roc["metadata"]["confusionMatrix"]["rows"]]
+            assert [len(row) for row in rows] == [3, 3, 3]
+            assert sum(map(sum, rows)) == events > 0
+            points = roc["metadata"].get("confidenceMetrics", [])
+            assert len(points) == (len(ROC_THRESHOLDS) if name in curves else 0), name
+        (summary,) = output["artifacts"]["summary"]["artifacts"]
+        assert all(f"| {gid} |" in Path(summary["uri"]).read_text() for gid in results)
+    for shard, output in outputs("backtest-shard").items():
+        champions = json.loads((run_dir / f"backtest/shards/shard-{shard:03d}.json").read_text())
+        (summary,) = output["artifacts"]["summary"]["artifacts"]
+        text = Path(summary["uri"]).read_text()
+        assert champions and all(f"| {gid} |" in text for gid in champions)
+    infer = json.loads((kfp_run / "infer-predictions" / "executor_output.json").read_text())
+    (report,) = infer["artifacts"]["report"]["artifacts"]
+    assert Path(report["uri"]).read_bytes() == (run_dir / "report.html").read_bytes()
 
 
 def test_unknown_config_key_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
@@ -176,3 +222,36 @@ def test_failed_task_names_its_exception_and_keeps_the_traceback(tmp_path: Path)
     cause = f"prepare-data: {traceback.splitlines()[-1]} (traceback: {traceback_file})"
     assert outcome.error.splitlines()[1:] == [cause]
     assert cause in (outcome.run_dir / "ERROR.txt").read_text().splitlines()
+    logs = [(task, log.relative_to(outcome.run_dir)) for task, log in outcome.failed_logs]
+    assert logs == [("prepare-data", Path("logs/prepare-data.log"))]
+    log = (outcome.run_dir / "logs" / "prepare-data.log").read_text()
+    assert "[KFP Executor" in log and log.rstrip().endswith("-" * 20)
+    assert traceback.splitlines()[-1] in log  # the task's own output, traceback included
+
+
+def _assert_console(output: str, captured: pytest.CaptureResult[str], run_dir: Path) -> None:
+    """The default console (not a terminal): one line per finished step and no kfp.local
+    output, within the line budget; kfp.local's output is in `logs/`, one file per task."""
+    from alphafactory.progress import read_progress
+    from pipelines.tasklogs import read_records
+
+    printed = (output + captured.out + captured.err).splitlines()
+    assert len(printed) <= 60, "\n".join(printed)
+    assert not any("[KFP Executor" in line or "Executing task" in line for line in printed)
+    steps = read_records(run_dir / "logs" / "events.jsonl")[0][0]["steps"]
+    assert len(steps) == 17
+    for index, step in enumerate(steps, start=1):
+        (line,) = [
+            text for text in printed if text.startswith(f"[{index:>2}/17] {step['label']} · ")
+        ]
+        assert " · done · " in line
+    names = [
+        f"{step['key']}.{shard}.log" if step["sharded"] else f"{step['key']}.log"
+        for step in steps
+        for shard in ((0, 1) if step["sharded"] else (None,))
+    ]
+    logs = run_dir / "logs"
+    assert sorted(p.name for p in logs.glob("*.log")) == sorted([*names, "kfp-local.log"])
+    assert all("[KFP Executor" in (logs / name).read_text() for name in names)
+    progress = read_progress(run_dir)
+    assert sorted(progress) == [0, 1] and all(p.done == p.total > 0 for p in progress.values())

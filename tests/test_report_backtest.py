@@ -133,7 +133,8 @@ def _table_rows(markdown: list[str]) -> list[list[str]]:
 
 
 def _details(page: str) -> list[str]:
-    return re.findall(r"<details.*?</details>", page, flags=re.S)
+    """The backtest's per-group blocks (the report has other `<details>` too)."""
+    return re.findall(r'<details class="backtest">.*?</details>', page, flags=re.S)
 
 
 def _points(svg: str, kind: str) -> int:

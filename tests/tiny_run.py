@@ -28,6 +28,7 @@ from alphafactory.data.synthetic import generate_bars
 TINY_SYMBOLS = ["BTC", "ETH"]
 TINY_BARS = 4000
 EXTRA_BARS = 100
+STAGE_METRICS = "stage_metrics.json"
 PLANTED = PlantConfig(symbols=["BTC"])
 """BTC carries the generator's planted signal and ETH is pure noise, so the tiny run has
 models with skill (BTC's four groups: champions) and models without (ETH's: grade F)."""
@@ -128,6 +129,12 @@ class TinyRuns:
     def plan(self) -> dict[str, Any]:
         return dict(json.loads((self.run_dir / "prepare" / "plan.json").read_text()))
 
+    @property
+    def stage_metrics(self) -> dict[str, Any]:
+        """What each stage function returned when the template run was made (`run_stages`),
+        beside the bars file, outside the runs folder."""
+        return dict(json.loads((Path(self.data_uri).parent / STAGE_METRICS).read_text()))
+
     def write_env(self, folder: Path) -> Path:
         """The settings as an environment YAML whose pipeline_root is this runs folder."""
         path = folder / "tiny-env.yaml"
@@ -143,7 +150,8 @@ def make_tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
     runs_dir = base / "runs"
     settings = tiny_settings(data_uri, str(runs_dir))
     runs = TinyRuns(runs_dir=runs_dir, data_uri=data_uri, settings=settings)
-    run_stages(runs.config, str(runs.run_dir))
+    metrics = run_stages(runs.config, str(runs.run_dir))
+    (base / STAGE_METRICS).write_text(json.dumps(metrics))
     return runs
 
 

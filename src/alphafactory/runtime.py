@@ -80,6 +80,16 @@ def log_metrics(sink: MetricsSink, metrics: Mapping[str, Any]) -> None:
             sink.log_metric(key, float(value))
 
 
+class FileArtifact(Protocol):
+    path: str
+
+
+def write_artifact_text(artifact: FileArtifact, text: str) -> None:
+    """Write `text` as the content of a KFP file artifact (HTML, Markdown)."""
+    with open(artifact.path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 # ---------------------------------------------------------------- local run folders
 # A local run writes into `<id>.incomplete` (owned by the `alphafactory run` process named in
 # its owner record), which becomes `<id>` when every task succeeded or `<id>.failed`.

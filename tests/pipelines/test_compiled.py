@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from alphafactory.config import available_environments, load_environment
+from alphafactory.targets.swing import CLASS_NAMES
 from pipelines.local import COMPILED_DIR, compile_all
 
 ENVIRONMENTS = ["central-dev", "integration-test", "local-dev", "local-integration",
@@ -156,3 +157,25 @@ def test_only_the_idempotent_shard_tasks_are_retried(env: str) -> None:
     # publishing is not idempotent (a rerun registers new versions): never retried
     assert retries["infer-predictions"] is None and retries["prepare-data"] is None
     assert all(retries[name] is None for name in retries if name.startswith("select-winners"))
+
+
+#: The artifacts the KFP UI and the Vertex console show, per component (name: schema title).
+VISIBLE_OUTPUTS = {
+    "comp-train-shard": {
+        "metrics": "system.Metrics",
+        # one per class: KFP's ClassificationMetrics holds one ROC curve
+        **{f"roc_{name}": "system.ClassificationMetrics" for name in CLASS_NAMES},
+        "summary": "system.Markdown",
+    },
+    "comp-backtest-shard": {"metrics": "system.Metrics", "summary": "system.Markdown"},
+    "comp-infer-predictions": {"metrics": "system.Metrics", "report": "system.HTML"},
+}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_shard_and_report_tasks_declare_kfp_visible_artifacts(env: str) -> None:
+    spec = _docs(COMPILED_DIR / f"{env}.yaml")[0]
+    for component, expected in VISIBLE_OUTPUTS.items():
+        outputs = spec["components"][component]["outputDefinitions"]["artifacts"]
+        declared = {name: out["artifactType"]["schemaTitle"] for name, out in outputs.items()}
+        assert declared == expected, (env, component)

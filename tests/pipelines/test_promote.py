@@ -194,6 +194,50 @@ def test_refuses_a_champion_without_skill(
     )
 
 
+def test_refuses_a_champion_trained_on_fallback_bars(
+    repo: Path, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """Skilled, graded S and passing every backtest gate, but trained on synthetic stand-in
+    bars after a failed fetch (`data.fallback: synthetic`): not promotable."""
+    from alphafactory.data.sources import BarsOrigin
+    from alphafactory.layout import RunLayout
+    from alphafactory.stages.publish import origin_tags
+
+    layout = RunLayout(str(tmp_path / "run"))
+    assert origin_tags(layout) == {}  # a run prepared before origins were recorded
+    from alphafactory.data.sources import write_bars_origin
+
+    origin = BarsOrigin("exchange", "exchange binance BTC/USDT (1h)", fallback_error="timeout")
+    write_bars_origin(layout, origin)
+    tags = origin_tags(layout)
+    assert tags == {"data_source": "synthetic (fallback after: timeout)", "data_fallback": "true"}
+    name = registered_model_name("ETH_w10_low")
+    stand_in = registry.register(
+        name,
+        _tiny_model(tmp_path / "stand_in.txt", 7),
+        model_type="lightgbm",
+        metrics={"ap": 0.9, **PASSING_BACKTEST},
+        params={"num_leaves": 4},
+        lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
+        grade="S",
+        version=SemVer(3, 0, 0),
+        symbol="ETH",
+        group="ETH_w10_low",
+        extra_tags={"skill": "yes", **tags},
+    )
+    registry.set_alias(name, stand_in.version, "champion")
+    try:
+        with pytest.raises(ConfigError) as error:
+            promote(repo, "staging", "production", tracking_uri=registry.tracking_uri)
+    finally:
+        registry.set_alias(name, 1, "champion")
+    assert str(error.value) == (
+        "refusing to promote 'staging': champions trained on synthetic fallback bars, not the "
+        f"configured data: {stand_in.model_id} (synthetic (fallback after: timeout)); fix the "
+        "data source and retrain"
+    )
+
+
 def test_refuses_without_champions(repo: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'empty.db'}"
     with pytest.raises(ConfigError, match=r"no champion model in the registry at sqlite:///"):

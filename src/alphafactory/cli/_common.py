@@ -1,14 +1,17 @@
-"""What every command shares: consoles, the one-line error guard, common options."""
+"""What every command shares: consoles, the one-line error guard, common options, number
+cells for tables, and boolean options shown as plain flags in `--help`."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from alphafactory.errors import AlphaFactoryError
 
@@ -33,3 +36,28 @@ def guarded(action: Callable[[], T]) -> T:
     except AlphaFactoryError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
+
+
+def number(value: float) -> str:
+    """A number for a table cell: a whole number as an integer (`27`, not `27.0000`), any
+    other to four decimals (`nan` as it is)."""
+    if math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4f}"
+
+
+def _plain_flags() -> None:
+    """Typer's help writes a type beside every option, `--champions <bool>` for a flag
+    too; a flag takes no value, so it is shown as the flag alone."""
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "plain_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.plain_flags = True  # type: ignore[attr-defined]
+    setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
+
+
+_plain_flags()

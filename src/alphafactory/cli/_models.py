@@ -13,7 +13,7 @@ import typer
 from rich.prompt import IntPrompt
 from rich.table import Table
 
-from alphafactory.cli._common import EnvOption, RunsOption, console, guarded
+from alphafactory.cli._common import EnvOption, RunsOption, console, guarded, number
 from alphafactory.cli._common import errors as err_console
 from alphafactory.errors import ConfigError, ModelError
 
@@ -40,16 +40,17 @@ def _pipeline_root(root: str) -> str:
 
 
 def open_registry(env: str, runs_dir: Path | None) -> ModelRegistry:
-    """The environment's registry, or the SQLite registry of local runs."""
+    """The environment's registry, or the SQLite registry of local runs (read from its
+    tables directly; MLflow is imported only by commands that write or download)."""
     from alphafactory.config import load_environment
     from alphafactory.registry import ModelRegistry
-    from alphafactory.stages.publish import local_registry_root
+    from alphafactory.registry.mlflow_registry import DATABASE_FILE, local_registry_root
 
     config = load_environment(env)
     if config.registry.tracking_uri:
         return ModelRegistry(config.registry.tracking_uri)
-    root = local_registry_root(_runs_dir(env, runs_dir))
-    if not (root / "mlflow.db").exists():
+    root = local_registry_root(Path(runs_dir or config.pipeline_root).resolve())
+    if not (root / DATABASE_FILE).exists():
         raise ConfigError(
             f"no model registry at {root}; run `alphafactory run` first, or pass --runs-dir"
         )
@@ -96,18 +97,24 @@ def list_models(
     model_type: Annotated[str | None, typer.Option(help="e.g. lightgbm")] = None,
     grade: Annotated[str | None, typer.Option(help="Exact grade: S, A+, A, A-, B+ … F")] = None,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol's models")] = None,
-    champions: Annotated[bool, typer.Option(help="Only each group's champion")] = False,
+    champions: Annotated[
+        bool, typer.Option("--champions", help="Only each group's champion")
+    ] = False,
     env: EnvOption = "local-dev",
     runs_dir: RunsOption = None,
 ) -> None:
     """Registered models with versions, grades and aliases."""
+    from alphafactory.registry import CHAMPION
+    from alphafactory.registry.grades import check_grade
+
+    if grade is not None:
+        guarded(lambda: check_grade(grade))
     registry = guarded(lambda: open_registry(env, runs_dir))
     models = guarded(
         lambda: registry.list_models(model_type=model_type, grade=grade, symbol=symbol)
     )
-    aliases = _aliases(registry, models)
     if champions:
-        models = [m for m in models if "champion" in aliases[m.model_id]]
+        models = [m for m in models if CHAMPION in m.aliases]
     table = Table(title=f"{len(models)} registered models")
     for header in ("id", "name", "version", "grade", "symbol", "aliases"):
         table.add_column(header)
@@ -118,22 +125,9 @@ def list_models(
             str(model.semver),
             model.grade,
             model.symbol,
-            ", ".join(aliases[model.model_id]),
+            ", ".join(model.aliases),
         )
     console.print(table)
-
-
-def _aliases(registry: ModelRegistry, models: list[RegisteredModel]) -> dict[str, list[str]]:
-    """Aliases per model id. Version searches do not return aliases on every MLflow store
-    (SQLite leaves them empty), so the champion is looked up per registered model."""
-    from alphafactory.registry import CHAMPION
-
-    found = {model.model_id: sorted(model.aliases) for model in models}
-    for name in sorted({model.name for model in models}):
-        champion = guarded(lambda name=name: registry.champion(name))  # type: ignore[misc]
-        if champion is not None and champion.model_id in found:
-            found[champion.model_id] = sorted({*found[champion.model_id], CHAMPION})
-    return found
 
 
 @models_app.command("info")
@@ -153,13 +147,13 @@ def info(
         ("version", str(chosen.semver)),
         ("grade", chosen.grade),
         ("group / symbol", f"{chosen.group} / {chosen.symbol}"),
-        ("aliases", ", ".join(_aliases(registry, [chosen])[chosen.model_id]) or "—"),
+        ("aliases", ", ".join(chosen.aliases) or "—"),
         ("sha256", details.sha256),
         ("data hash", lineage.data_hash),
         ("features", f"{len(lineage.feature_list)} (hash {lineage.feature_hash[:12]})"),
         ("parent models", ", ".join(lineage.parent_model_ids) or "—"),
         ("pipeline run", lineage.pipeline_run_id or "—"),
-        *[(f"metric {k}", f"{v:.4f}") for k, v in sorted(details.metrics.items())],
+        *[(f"metric {k}", number(v)) for k, v in sorted(details.metrics.items())],
         *[(f"param {k}", str(v)) for k, v in sorted(details.params.items())],
     ]
     for key, value in rows:
@@ -274,13 +268,35 @@ def cache_list(
 def cache_clear(
     symbol: Annotated[str | None, typer.Option(help="Only this symbol's entries")] = None,
     older_than: AgeOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the entries it would delete; delete none.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
     env: EnvOption = "local-dev",
     runs_dir: RunsOption = None,
 ) -> None:
-    """Delete cached fits (all, or filtered by symbol and age)."""
+    """Delete cached fits (all, or filtered by symbol and age), after a confirmation."""
     cache, age = _cache_and_age(env, runs_dir, older_than)
-    removed = cache.clear(symbol=symbol, older_than=age)
+    folders = cache.clear_targets(symbol=symbol, older_than=age)
+    if dry_run:
+        for folder in folders:
+            console.print(str(folder), highlight=False, soft_wrap=True)
+        console.print(f"would remove {len(folders)} cached models", highlight=False)
+        return
+    question = f"Delete {len(folders)} cached models from {cache.entries_dir}?"
+    if folders and not yes and not _confirmed(question):
+        err_console.print("nothing deleted (pass --yes to skip this question)", highlight=False)
+        raise typer.Exit(code=1)
+    removed = cache.remove(folders)
     console.print(f"removed {removed} cached models", highlight=False)
+
+
+def _confirmed(question: str) -> bool:
+    """The answer to a yes/no question on stdin; no answer (end of input) is a no."""
+    try:
+        return bool(typer.confirm(question, default=False))
+    except typer.Abort:
+        return False
 
 
 def infer_command(

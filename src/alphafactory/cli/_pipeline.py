@@ -47,9 +47,28 @@ def run(
         str | None,
         typer.Option(help="Model families that compete: 'a,b' or 'all' (default: the env's)."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Stream kfp.local's whole output too (always in <run>/logs/)."
+        ),
+    ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Where bars come from: synthetic, file, exchange (ccxt) or yahoo."),
+    ] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(help="Markets for --source: 'BTC/USDT,ETH/USDT' (exchange), 'AAPL' (yahoo)."),
+    ] = None,
 ) -> None:
-    """Run the whole pipeline on this machine through kfp.local and print the run folder."""
+    """Run the whole pipeline on this machine through kfp.local and print the run folder.
+
+    The console shows one line per pipeline step; each task's output is kept in
+    `<run folder>/logs/<task>.log`, and a failing task's last lines are printed."""
+    from pipelines.console import RunView
     from pipelines.local import prepare_local_run, run_locally
+    from pipelines.tasklogs import LOGS_DIR, log_tail
 
     plan = guarded(
         lambda: prepare_local_run(
@@ -59,20 +78,44 @@ def run(
             runs_dir=runs_dir,
             force_retrain=force_retrain,
             families=families,
+            source=source,
+            symbols=symbols,
         )
     )
     console.print(
         f"[bold]alphafactory[/] env [cyan]{plan.config.name}[/]: {plan.summary}", highlight=False
     )
-    outcome = run_locally(plan)
+    if plan.data_warning:
+        errors.print(
+            f"[bold yellow]warning:[/] {escape(plan.data_warning)}; the models are trained on "
+            "synthetic stand-in bars and promote refuses them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if verbose:
+        outcome = run_locally(plan, verbose=True)
+    else:
+        with RunView(console) as view:
+            outcome = run_locally(plan, view=view)
     if not outcome.ok:
         errors.print(
             f"[bold red]error:[/] {escape(outcome.error)}", highlight=False, soft_wrap=True
         )
-        errors.print(f"partial outputs kept for inspection in {outcome.run_dir}", highlight=False)
+        for task, log in outcome.failed_logs:
+            errors.print(
+                f"last lines of {task} ({log}):", markup=False, highlight=False, soft_wrap=True
+            )
+            for line in log_tail(log):
+                errors.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(
+            f"partial outputs kept for inspection in {outcome.run_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=128 + outcome.signal if outcome.signal else 1)
     _print_winners(outcome.run_dir, plan.config)
     console.print(f"run folder: [bold green]{outcome.run_dir}[/]", highlight=False, soft_wrap=True)
+    console.print(f"task logs: {outcome.run_dir / LOGS_DIR}", highlight=False, soft_wrap=True)
 
 
 def _print_winners(run_dir: Path, config: EnvironmentConfig) -> None:
@@ -85,37 +128,63 @@ def _print_winners(run_dir: Path, config: EnvironmentConfig) -> None:
     plan = read_plan(layout)
     published = io.read_json(layout.path("infer", "registry.json"))
     rows = winner_rows(layout, plan, trained_models(layout, len(plan.shards)), published)
-    table = Table(title=f"{len(rows)} group winners, scored on the untouched test period")
-    columns = (
-        ("group", "left", "group"),
-        ("truth", "left", "planted"),
-        ("winning variant", "left", "variant"),
-        ("family", "left", "family"),
-        ("params", "left", "params"),
-        ("test AP", "right", "test_ap"),
-        ("baseline", "right", "baseline_ap"),
-        ("p (corr.)", "right", "p_adjusted"),
-        ("skill", "left", "skill"),
-        ("selection AP*", "right", "selection_ap"),
-        ("grade", "left", "grade"),
-        ("champion", "left", "champion"),
-    )
-    for header, justify, _ in columns:
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*[_cell(row[key]) for _, _, key in columns])
+    table, notes = winners_table(rows)
     console.print(table)
-    console.print("* optimistic: the selection period chose the variant and its parameters")
-    for line in skill_lines(config, rows):
-        console.print(line)
+    for line in [*notes, *skill_lines(config, rows)]:
+        console.print(line, highlight=False)
 
 
-def _cell(value: Any) -> str:
-    return _number(value) if isinstance(value, float) else "—" if value is None else str(value)
+WINNER_COLUMNS = (
+    ("group", "left", "group"),
+    ("truth", "left", "planted"),
+    ("winning variant", "left", "variant"),
+    ("family", "left", "family"),
+    ("params", "left", "params"),
+    ("test AP", "right", "test_ap"),
+    ("events", "right", "n_test"),
+    ("baseline", "right", "baseline_ap"),
+    ("p (corr.)", "right", "p_adjusted"),
+    ("skill", "left", "skill"),
+    ("selection AP*", "right", "selection_ap"),
+    ("grade", "left", "grade"),
+    ("champion", "left", "champion"),
+)
+"""The console's winners table: header, justification, key of `winner_rows`."""
+COUNT_COLUMNS = {"n_test"}
 
 
-def _number(value: Any) -> str:
-    return "—" if value is None else f"{value:.4f}"
+def winners_table(rows: list[dict[str, Any]]) -> tuple[Table, list[str]]:
+    """The winners table and its footnotes: what `*` means and, when a cell has none, what
+    the missing value means in each column (the report's legend of the same columns)."""
+    from alphafactory.stages.report import COLUMNS as REPORT_COLUMNS
+    from alphafactory.stages.report_parts import MISSING
+
+    table = Table(title=f"{len(rows)} group winners, scored on the untouched test period")
+    for header, justify, _ in WINNER_COLUMNS:
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    cells = [[_cell(row[key], key, MISSING) for _, _, key in WINNER_COLUMNS] for row in rows]
+    for line in cells:
+        table.add_row(*line)
+    notes = ["* optimistic: the selection period chose the variant and its parameters"]
+    meanings = {key: meaning for _, key, meaning in REPORT_COLUMNS}
+    empty = [
+        f"{header}: {meanings.get(key) or 'not available'}"
+        for index, (header, _, key) in enumerate(WINNER_COLUMNS)
+        if any(line[index] == MISSING for line in cells)
+    ]
+    if empty:
+        notes.append(f"{MISSING} no value; " + "; ".join(empty))
+    return table, notes
+
+
+def _cell(value: Any, key: str, missing: str) -> str:
+    """A table cell: a count as an integer (`27`, not `27.0000`, even when it came back from
+    JSON or MLflow as a float), other floats with 4 decimals, no value as `missing`."""
+    if value is None:
+        return missing
+    if key in COUNT_COLUMNS and isinstance(value, int | float):
+        return str(int(value))
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @app.command()

@@ -217,15 +217,22 @@ class ModelCache:
 
     def clear(self, symbol: str | None = None, older_than: timedelta | None = None) -> int:
         """Delete the entries ``list`` would return; return how many were deleted."""
-        removed = 0
+        return self.remove(self.clear_targets(symbol, older_than))
+
+    def clear_targets(
+        self, symbol: str | None = None, older_than: timedelta | None = None
+    ) -> builtins.list[Path]:
+        """The entry folders ``clear`` deletes: those ``list`` returns, or without filters
+        every entry folder, also those ``list`` skips as unreadable or edited."""
         if symbol is None and older_than is None:
-            # every entry folder, also those `list` skips as unreadable or edited
             folders = list(self.entries_dir.iterdir()) if self.entries_dir.is_dir() else []
         else:
             folders = [entry.path.parent for entry in self.list(symbol, older_than)]
-        for folder in folders:
-            if self._remove(folder):
-                removed += 1
+        return sorted(folders)
+
+    def remove(self, folders: builtins.list[Path]) -> int:
+        """Delete these entry folders (from ``clear_targets``); return how many were there."""
+        removed = sum(1 for folder in folders if self._remove(folder))
         logger.info("cache cleared %d entries", removed)
         return removed
 

@@ -1,27 +1,32 @@
-"""The model registry on MLflow: each registered version carries semantic version, grade,
-checksum and lineage as tags; works against a local SQLite file or any MLflow server."""
+"""The model registry on MLflow: each version carries semantic version, grade, checksum and
+lineage as tags and an MLflow pyfunc flavor; a local SQLite file or any MLflow server. Reads
+of a SQLite registry go straight to its tables (`sqlite_store`, no MLflow import); writes and
+other stores go through the MLflow client, created on first use."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alphafactory.errors import ConfigError, ModelError
 from alphafactory.registry.checksums import sha256_file, verify_checksum
 from alphafactory.registry.grades import check_grade, grade_at_least, model_name
+from alphafactory.registry.mlflow_reads import MlflowReads, RegistryReads
 from alphafactory.registry.mlflow_support import (
     MODEL_ARTIFACT_DIR,
-    check_name,
+    check_register_args,
     ensure_experiment,
     ensure_registered_model,
-    error_code,
     log_model_run,
     new_client,
     quoted,
-    read_feature_list,
+    require_mlflow,
 )
+from alphafactory.registry.pipeline_runs import StageRecord, log_pipeline_run
+from alphafactory.registry.pyfunc import PyfuncSpec
 from alphafactory.registry.records import (
     MANAGED_BY,
     TAG_ARTIFACT_FILE,
@@ -37,16 +42,21 @@ from alphafactory.registry.records import (
     Lineage,
     ModelInfo,
     RegisteredModel,
+    VersionRow,
 )
+from alphafactory.registry.sqlite_store import Reads, SqlUnavailable, relocate, sql_reads
 from alphafactory.registry.versioning import SemVer
 
 if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 DEFAULT_EXPERIMENT = "alphafactory"
 DEFAULT_ROOT = Path(".alphafactory") / "registry"
+DATABASE_FILE = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
 CHAMPION = "champion"
 
 
@@ -55,16 +65,24 @@ def registered_model_name(group: str) -> str:
     return f"{MANAGED_BY}.{group}"
 
 
+def local_registry_root(runs_dir: Path) -> Path:
+    """Where local runs keep their SQLite registry: `<runs>/registry`."""
+    return runs_dir / "registry"
+
+
 class ModelRegistry:
     """Register, find, promote and download models on one MLflow tracking URI.
 
     Args:
         tracking_uri: Any MLflow tracking/registry URI (``http://…``, ``postgresql://…``,
             ``sqlite:///…``). Default: ``sqlite:///<root>/mlflow.db``, no server needed.
-        root: Folder for the default SQLite file and artifacts.
+        root: Folder for the default SQLite file and artifacts. A root that moved (a copied
+            or moved runs folder) has its stored artifact locations re-rooted on opening.
         artifact_root: Where new experiments store artifacts; default ``<root>/artifacts``
             for the local default, the server's choice otherwise.
         experiment_name: The MLflow experiment that holds the registration runs.
+        reads: ``sql`` reads a SQLite registry's tables directly, ``mlflow`` through the
+            client; ``auto`` (default): ``sql`` for SQLite unless READS_ENV says ``mlflow``.
     """
 
     def __init__(
@@ -74,17 +92,27 @@ class ModelRegistry:
         root: Path | str = DEFAULT_ROOT,
         artifact_root: str | None = None,
         experiment_name: str = DEFAULT_EXPERIMENT,
+        reads: Reads = "auto",
     ) -> None:
+        require_mlflow()
         if tracking_uri is None:
             root_dir = Path(root).resolve()
             root_dir.mkdir(parents=True, exist_ok=True)
-            tracking_uri = f"sqlite:///{root_dir / 'mlflow.db'}"
-            artifact_root = artifact_root or (root_dir / "artifacts").as_uri()
+            tracking_uri = f"sqlite:///{root_dir / DATABASE_FILE}"
+            if artifact_root is None:
+                artifact_root = (root_dir / ARTIFACTS_DIR).as_uri()
+                relocate(root_dir / DATABASE_FILE, experiment_name, artifact_root)
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment_name = experiment_name
-        self._client = new_client(tracking_uri)
         self._experiment_id: str | None = None
+        self._mlflow_reads = MlflowReads(lambda: self._client)
+        self._sql_reads = sql_reads(self.tracking_uri, reads)
+
+    @cached_property
+    def _client(self) -> MlflowClient:
+        """The MLflow client, created (and MLflow imported) on first use."""
+        return new_client(self.tracking_uri)
 
     def register(
         self,
@@ -101,20 +129,21 @@ class ModelRegistry:
         group: str,
         key_metric: str = "ap",
         extra_tags: Mapping[str, str] | None = None,
+        pyfunc: PyfuncSpec | None = None,
     ) -> RegisteredModel:
         """Log a run with the model file, params and metrics, and register it as a version.
 
         The display name follows :func:`model_name` with ``key_metric`` (which must be in
         ``metrics``); the version's tags carry semver, grade, type, symbol, group, sha256 and
-        lineage (plus ``extra_tags``), and the full feature list is stored as
-        ``feature_list.json``.
+        lineage (plus ``extra_tags``); the feature list is stored as ``feature_list.json``.
+        With ``pyfunc`` (for a bundle) ``model/`` is also an MLflow pyfunc model.
 
         A pipeline run registers each model once: when ``lineage.pipeline_run_id`` already
         registered a version of ``name`` (a retried or re-run publish), that version is
         returned as it is, whatever ``version`` says; a different file is refused.
         """
         model_path = Path(model_path)
-        self._check_register_args(name, model_path, grade, metrics, key_metric)
+        check_register_args(name, model_path, grade, metrics, key_metric)
         earlier = self._run_version(name, group, lineage.pipeline_run_id, model_path)
         if earlier is not None:
             return earlier
@@ -124,6 +153,7 @@ class ModelRegistry:
                 "with next_version(previous, change)"
             )
         display_name = model_name(model_type, version, grade, key_metric, metrics[key_metric])
+        digest = sha256_file(model_path)
         run_id, artifact_uri = log_model_run(
             self._client,
             self._experiment(),
@@ -132,6 +162,8 @@ class ModelRegistry:
             metrics=metrics,
             params=params,
             feature_list=lineage.feature_list,
+            sha256=digest,
+            pyfunc=pyfunc,
         )
         tags = {
             TAG_MANAGED_BY: MANAGED_BY,
@@ -140,7 +172,7 @@ class ModelRegistry:
             TAG_MODEL_TYPE: model_type,
             TAG_SYMBOL: symbol,
             TAG_GROUP: group,
-            TAG_SHA256: sha256_file(model_path),
+            TAG_SHA256: digest,
             TAG_ARTIFACT_FILE: model_path.name,
             TAG_DISPLAY_NAME: display_name,
             **lineage.tags(),
@@ -157,10 +189,30 @@ class ModelRegistry:
         logger.info("registered %s as %s/%s", display_name, name, created.version)
         return RegisteredModel.from_version(name, created.version, run_id, tags)
 
+    def log_pipeline_run(
+        self,
+        pipeline_run_id: str,
+        stages: Sequence[StageRecord],
+        *,
+        params: Mapping[str, str],
+        metrics: Mapping[str, float],
+        models: Sequence[RegisteredModel] = (),
+    ) -> str:
+        """The parent MLflow run of a pipeline run with a child run per stage, logged once,
+        with the registration runs of `models` nested under it; returns its run id."""
+        return log_pipeline_run(
+            self._client,
+            self._experiment(),
+            pipeline_run_id,
+            stages,
+            params=params,
+            metrics=metrics,
+            children=sorted({model.run_id for model in models if model.run_id}),
+        )
+
     def latest_version(self, name: str) -> SemVer | None:
         """The highest semantic version registered under ``name``, or None."""
-        versions = [model.semver for model in self._search(f"name = {quoted('name', name)}")]
-        return max(versions, default=None)
+        return max((model.semver for model in self._search(name=name)), default=None)
 
     def set_alias(self, name: str, version: int | str | SemVer, alias: str) -> RegisteredModel:
         """Point ``alias`` (e.g. ``champion``) of registered model ``name`` at one version."""
@@ -177,13 +229,8 @@ class ModelRegistry:
 
     def alias(self, name: str, alias: str) -> RegisteredModel | None:
         """The version ``alias`` points at, or None when the alias is not set."""
-        try:
-            version = self._client.get_model_version_by_alias(name, alias)
-        except Exception as error:
-            if error_code(error) == "RESOURCE_DOES_NOT_EXIST" or "alias" in str(error).lower():
-                return None
-            raise
-        return self._record(version)
+        row = self._read(lambda reads: reads.alias(name, alias))
+        return None if row is None else RegisteredModel.from_row(row)
 
     def champion(self, name: str) -> RegisteredModel | None:
         """The version aliased ``champion`` in registered model ``name``, or None."""
@@ -199,45 +246,50 @@ class ModelRegistry:
         min_grade: str | None = None,
         pipeline_run: str | None = None,
     ) -> list[RegisteredModel]:
-        """Registered versions matching every given filter, ordered by name and version.
+        """Registered versions matching every given filter, ordered by name and version,
+        with their aliases.
 
         ``grade`` matches exactly; ``min_grade`` keeps that grade and better;
-        ``pipeline_run`` keeps the versions that pipeline run registered.
+        ``pipeline_run`` keeps the versions that pipeline run registered. An unknown grade
+        is a ConfigError naming the grades.
         """
-        clauses = [f"tags.{TAG_MANAGED_BY} = '{MANAGED_BY}'"]
-        for key, value in (
-            (TAG_MODEL_TYPE, model_type),
-            (TAG_GRADE, grade),
-            (TAG_SYMBOL, symbol),
-            (TAG_GROUP, group),
-            (TAG_PIPELINE_RUN, pipeline_run),
-        ):
-            if value is not None:
-                clauses.append(f"tags.{key} = {quoted(key, value)}")
-        models = self._search(" AND ".join(clauses))
+        for wanted in (grade, min_grade):
+            if wanted is not None:
+                check_grade(wanted)
+        filters = {
+            key: value
+            for key, value in (
+                (TAG_MODEL_TYPE, model_type),
+                (TAG_GRADE, grade),
+                (TAG_SYMBOL, symbol),
+                (TAG_GROUP, group),
+                (TAG_PIPELINE_RUN, pipeline_run),
+            )
+            if value is not None
+        }
+        models = self._search(tags=filters)
         if min_grade is not None:
-            check_grade(min_grade)
             models = [model for model in models if grade_at_least(model.grade, min_grade)]
         return sorted(models, key=lambda model: (model.name, model.version))
 
     def get(self, model_id: str) -> RegisteredModel:
         """The version with id ``{name}/{version}`` or with that display name."""
-        return self._record(self._version(model_id))
+        return RegisteredModel.from_row(self._version(model_id))
 
     def info(self, model_id: str) -> ModelInfo:
         """Tags, lineage (with the full feature list), checksum, metrics and params."""
-        version = self._version(model_id)
-        model = self._record(version)
-        run = self._client.get_run(model.run_id)
-        features = read_feature_list(self._client, model.run_id)
-        tags = dict(version.tags)
+        row = self._version(model_id)
+        model = RegisteredModel.from_row(row)
+        metrics, params = self._read(lambda reads: reads.run_data(model.run_id))
+        features = self._read(lambda reads: reads.feature_list(model.run_id))
+        tags = dict(row.tags)
         return ModelInfo(
             model=model,
             lineage=Lineage.from_tags(tags, features),
-            metrics=dict(run.data.metrics),
-            params=dict(run.data.params),
+            metrics=metrics,
+            params=params,
             tags=tags,
-            source=version.source or "",
+            source=row.source,
         )
 
     def download(self, model_id: str, dest: Path | str) -> Path:
@@ -257,26 +309,15 @@ class ModelRegistry:
             raise
         return local
 
-    def _check_register_args(
-        self,
-        name: str,
-        model_path: Path,
-        grade: str,
-        metrics: Mapping[str, float],
-        key_metric: str,
-    ) -> None:
-        check_name("registered model name", name)
-        check_grade(grade)
-        if not model_path.is_file():
-            raise ModelError(
-                f"model file {model_path} does not exist: train and save the model "
-                "before registering it"
-            )
-        if key_metric not in metrics:
-            raise ConfigError(
-                f"key metric {key_metric!r} is not among the metrics "
-                f"{sorted(metrics)}: pass it in metrics or choose key_metric"
-            )
+    def _read(self, call: Callable[[RegistryReads], T]) -> T:
+        """Ask the SQLite tables where the registry has them, else (or when they cannot
+        answer) the MLflow client."""
+        if self._sql_reads is not None:
+            try:
+                return call(self._sql_reads)
+            except SqlUnavailable as error:
+                logger.debug("direct SQLite read failed (%s); reading through MLflow", error)
+        return call(self._mlflow_reads)
 
     def _experiment(self) -> str:
         if self._experiment_id is None:
@@ -285,19 +326,16 @@ class ModelRegistry:
             )
         return self._experiment_id
 
-    def _search(self, filter_string: str) -> list[RegisteredModel]:
-        records: list[RegisteredModel] = []
-        page_token: str | None = None
-        while True:
-            page = self._client.search_model_versions(filter_string, page_token=page_token)
-            records.extend(
-                self._record(version)
-                for version in page
-                if version.tags.get(TAG_MANAGED_BY) == MANAGED_BY
-            )
-            page_token = page.token
-            if not page_token:
-                return records
+    def _search(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> list[RegisteredModel]:
+        """This registry's versions (tagged as managed by alphafactory) that match; a quote
+        in a value is refused whichever way it reads."""
+        wanted = {TAG_MANAGED_BY: MANAGED_BY, **dict(tags or {})}
+        for kind, value in [("name", name), *wanted.items()]:
+            quoted(kind, value or "")
+        rows = self._read(lambda reads: reads.versions(name, wanted))
+        return [RegisteredModel.from_row(row) for row in rows]
 
     def _run_version(
         self, name: str, group: str, pipeline_run_id: str, model_path: Path
@@ -323,7 +361,7 @@ class ModelRegistry:
         return earlier
 
     def _find_semver(self, name: str, semver: SemVer) -> RegisteredModel | None:
-        matches = self._search(f"name = {quoted('name', name)} AND tags.{TAG_SEMVER} = '{semver}'")
+        matches = self._search(name=name, tags={TAG_SEMVER: str(semver)})
         return matches[0] if matches else None
 
     def _resolve(self, name: str, version: int | str | SemVer) -> RegisteredModel:
@@ -336,36 +374,24 @@ class ModelRegistry:
             return found
         return self.get(f"{name}/{version}")
 
-    def _version(self, model_id: str) -> ModelVersion:
+    def _version(self, model_id: str) -> VersionRow:
         name, _, number = model_id.rpartition("/")
         if name and number.isdigit():
-            try:
-                return self._client.get_model_version(name, number)
-            except Exception as error:
-                if not error_code(error) == "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                raise self._not_found(model_id) from error
+            row = self._read(lambda reads: reads.version(name, int(number)))
+            if row is None:
+                raise self._not_found(model_id)
+            return row
         return self._by_display_name(model_id)
 
-    def _by_display_name(self, display_name: str) -> ModelVersion:
-        found = self._client.search_model_versions(
-            f"tags.{TAG_DISPLAY_NAME} = {quoted('display name', display_name)}"
-        )
+    def _by_display_name(self, display_name: str) -> VersionRow:
+        quoted("display name", display_name)
+        found = self._read(lambda reads: reads.versions(None, {TAG_DISPLAY_NAME: display_name}))
         if len(found) > 1:
-            ids = ", ".join(f"{version.name}/{version.version}" for version in found)
+            ids = ", ".join(sorted(f"{row.name}/{row.version}" for row in found))
             raise ModelError(f"display name {display_name!r} matches {ids}: use one of these ids")
         if not found:
             raise self._not_found(display_name)
         return found[0]
-
-    def _record(self, version: ModelVersion) -> RegisteredModel:
-        return RegisteredModel.from_version(
-            version.name,
-            version.version,
-            version.run_id or "",
-            dict(version.tags),
-            tuple(version.aliases or ()),
-        )
 
     def _not_found(self, model_id: str) -> ModelError:
         return ModelError(

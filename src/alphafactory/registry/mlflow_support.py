@@ -3,6 +3,7 @@ values, and logging or reading a registration run's artifacts."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -12,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alphafactory.errors import ConfigError
+from alphafactory.errors import ConfigError, ModelError
+from alphafactory.registry.grades import check_grade
+from alphafactory.registry.pyfunc import PyfuncSpec, save_pyfunc_folder
 from alphafactory.registry.records import MANAGED_BY, TAG_MANAGED_BY
 
 if TYPE_CHECKING:
@@ -24,6 +27,18 @@ INSTALL_HINT = "pip install 'alphafactory[registry]'"
 _MAX_PARAMS_PER_BATCH = 100
 _SAFE_VALUE = re.compile(r"^[^'\"\\]*$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def require_mlflow() -> None:
+    """ConfigError naming the extra when MLflow is not installed (found, not imported)."""
+    try:
+        found = importlib.util.find_spec("mlflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(
+            f"the model registry needs MLflow, which is not installed: {INSTALL_HINT}"
+        )
 
 
 def new_client(tracking_uri: str) -> MlflowClient:
@@ -52,6 +67,24 @@ def check_name(kind: str, value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def check_register_args(
+    name: str, model_path: Path, grade: str, metrics: Mapping[str, float], key_metric: str
+) -> None:
+    """Refuse a registration whose name, grade, file or key metric is unusable."""
+    check_name("registered model name", name)
+    check_grade(grade)
+    if not model_path.is_file():
+        raise ModelError(
+            f"model file {model_path} does not exist: train and save the model "
+            "before registering it"
+        )
+    if key_metric not in metrics:
+        raise ConfigError(
+            f"key metric {key_metric!r} is not among the metrics "
+            f"{sorted(metrics)}: pass it in metrics or choose key_metric"
+        )
 
 
 def quoted(kind: str, value: str) -> str:
@@ -100,8 +133,13 @@ def log_model_run(
     metrics: Mapping[str, float],
     params: Mapping[str, Any],
     feature_list: tuple[str, ...],
+    sha256: str,
+    pyfunc: PyfuncSpec | None = None,
 ) -> tuple[str, str]:
     """Log one finished run holding the model file, metrics, params and feature list.
+
+    The file goes to `model/<its name>`; with `pyfunc`, the same folder also holds the MLflow
+    pyfunc flavor that loads it (`alphafactory.registry.pyfunc`).
 
     Returns:
         The run id and the run's artifact URI.
@@ -117,7 +155,13 @@ def log_model_run(
         param_rows = [Param(key, str(value)) for key, value in params.items()]
         for start in range(0, len(param_rows), _MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=param_rows[start : start + _MAX_PARAMS_PER_BATCH])
-        client.log_artifact(run_id, str(model_path), MODEL_ARTIFACT_DIR)
+        if pyfunc is None:
+            client.log_artifact(run_id, str(model_path), MODEL_ARTIFACT_DIR)
+        else:
+            with tempfile.TemporaryDirectory(prefix="alphafactory-pyfunc-") as tmp:
+                folder = Path(tmp) / MODEL_ARTIFACT_DIR
+                save_pyfunc_folder(folder, model_path, sha256, feature_list, pyfunc)
+                client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_DIR)
         _log_feature_list(client, run_id, feature_list)
     except Exception:
         client.set_terminated(run_id, "FAILED")

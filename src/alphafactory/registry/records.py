@@ -35,6 +35,11 @@ TAG_TEST_START = "test_start"
 TAG_SKILL = "skill"
 TAG_PRESET = "preset"
 TAG_SKILL_P = "skill_p_adjusted"
+#: The bars' origin (`alphafactory.data.sources.BarsOrigin.label`), e.g. `exchange binance
+#: BTC/USDT (1h)` or `synthetic (fallback after: <error>)`.
+TAG_DATA_SOURCE = "data_source"
+#: "true" when the bars were a synthetic stand-in for a failed fetch: promote refuses those.
+TAG_DATA_FALLBACK = "data_fallback"
 SKILL_YES, SKILL_NO = "yes", "no"
 
 REQUIRED_TAGS = (
@@ -96,6 +101,24 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class VersionRow:
+    """One model version as a store holds it: name, number, run, source, tags, aliases."""
+
+    name: str
+    version: int
+    run_id: str
+    source: str
+    tags: Mapping[str, str]
+    aliases: tuple[str, ...] = ()
+
+    def matches(self, name: str | None, tags: Mapping[str, str]) -> bool:
+        """Whether the version has name `name` (any, when None) and every tag of `tags`."""
+        if name is not None and self.name != name:
+            return False
+        return all(self.tags.get(key) == value for key, value in tags.items())
+
+
+@dataclass(frozen=True)
 class RegisteredModel:
     """One model version in the registry; ``model_id`` is ``{name}/{version}``."""
 
@@ -115,6 +138,10 @@ class RegisteredModel:
     @property
     def model_id(self) -> str:
         return f"{self.name}/{self.version}"
+
+    @classmethod
+    def from_row(cls, row: VersionRow) -> RegisteredModel:
+        return cls.from_version(row.name, row.version, row.run_id, row.tags, row.aliases)
 
     @classmethod
     def from_version(

@@ -35,10 +35,11 @@ from alphafactory.data.splits import label_end_column
 from alphafactory.errors import DataError
 from alphafactory.layout import Plan, RunLayout, read_plan
 from alphafactory.models import FitBudget, Sample, family
+from alphafactory.progress import tracked
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.family_fit import fit_budget, masked_samples
 from alphafactory.stages.fitting import read_targets
-from alphafactory.stages.prepare import load_source_bars
+from alphafactory.stages.prepare import load_run_bars
 from alphafactory.targets.variants import Variant
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,13 @@ def window_spec(config: EnvironmentConfig) -> WindowSpec:
     )  # fmt: skip
 
 
-def run_bars(config: EnvironmentConfig, plan: Plan) -> pl.DataFrame:
-    """The run's bars again, refused when they are not the data the run prepared."""
-    bars, _ = load_source_bars(config)
+def run_bars(config: EnvironmentConfig, plan: Plan, run_dir: str) -> pl.DataFrame:
+    """The run's bars again (the range prepare recorded, from the raw-bar cache for a network
+    source), refused when they are not the data the run prepared."""
+    bars = load_run_bars(config, run_dir)
     if data_hash(bars) != plan.data_hash:
         raise DataError(
-            f"{config.data.uri or 'the synthetic bars'} changed since prepare (data hash "
+            f"{config.data.label} changed since prepare (data hash "
             f"{data_hash(bars)[:12]} != {plan.data_hash[:12]}); re-run the pipeline"
         )
     return bars
@@ -219,10 +221,10 @@ def run_backtest_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> d
     champions = {g: t for g, t in trained.items() if t.get("status") == "ok"}
     results: dict[str, Any] = {}
     if champions and config.backtest.enabled:
-        bars = run_bars(config, plan)
+        bars = run_bars(config, plan, run_dir)
         matrix = load_matrix(layout, io.read_json(layout.selected_features))
         predictions = io.read_parquet(layout.stage1_predictions(shard))
-        for gid, fitted in champions.items():
+        for gid, fitted in tracked(champions.items(), run_dir, shard):
             results[gid] = backtest_group(config, layout, plan, matrix, bars, predictions, fitted)
     io.write_json(layout.backtest_shard(shard), results)
     return summary(results)

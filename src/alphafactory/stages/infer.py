@@ -18,6 +18,7 @@ from alphafactory.models import FittedModel, load_model
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.publish import publish_models
 from alphafactory.stages.report import write_report
+from alphafactory.stages.run_record import infer_metrics
 from alphafactory.targets.swing import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -87,15 +88,4 @@ def run_infer(config: EnvironmentConfig, run_dir: str) -> dict[str, Any]:
         publish_to_vertex(config, published, run_dir=run_dir)
     io.write_json(layout.path("infer", "registry.json"), published)
     write_report(config, layout, plan, models, published)
-    test_aps = [p["skill"]["test_ap"] for p in published.values()]
-    finite = [ap for ap in test_aps if np.isfinite(ap)]
-    return {
-        "models": len(models),
-        "prediction_rows": predictions.height,
-        "mean_test_ap": float(np.mean(finite)) if finite else 0.0,
-        "min_test_ap": float(np.min(finite)) if finite else 0.0,
-        "max_test_ap": float(np.max(finite)) if finite else 0.0,
-        "models_with_skill": sum(1 for p in published.values() if p["skill"]["skill"]),
-        "models_registered": len(published),
-        "champions_promoted": sum(1 for p in published.values() if p["champion"]),
-    }
+    return infer_metrics(models, published, predictions.height)

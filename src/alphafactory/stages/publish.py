@@ -20,6 +20,12 @@ the file, with `enabled: false`, or without a group in it registers that model w
 NaN figures (a Sharpe without enough bars or spread) are registered as NaN: MLflow's SQL
 store keeps NaN metrics (it clamps infinities, which these figures never are), and the
 promotion gates fail a NaN figure.
+
+Each version's `model/` folder is also an MLflow pyfunc model (signature: the model's
+features in, the three class probabilities out; input example: the last complete rows of
+the run's matrix), so `mlflow.pyfunc.load_model("models:/alphafactory.<group>@champion")`
+predicts. The pipeline run itself becomes a parent MLflow run with a child run per stage
+(`alphafactory.stages.run_record`) and the registration runs nested under it.
 """
 
 from __future__ import annotations
@@ -27,38 +33,33 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from alphafactory import io
+import polars as pl
+
+from alphafactory import __version__, io
+from alphafactory.backtest.trades import PROBABILITY_COLUMNS
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.errors import ConfigError, DataError
+from alphafactory.data.sources import read_bars_origin
+from alphafactory.errors import ConfigError
 from alphafactory.layout import Plan, RunLayout
-from alphafactory.models import load_model
+from alphafactory.models import family, load_model
 from alphafactory.registry import (
     CHAMPION,
     Lineage,
     ModelRegistry,
     RegisteredModel,
-    grade_cohort,
     next_version,
     registered_model_name,
 )
-from alphafactory.registry.grades import (
-    METRIC_BACKTEST_MAX_DRAWDOWN,
-    METRIC_BACKTEST_SHARPE,
-    METRIC_BACKTEST_TOTAL_RETURN,
-    METRIC_BACKTEST_TRADES,
-    METRIC_DEFLATED_SHARPE,
-    METRIC_PBO,
-    TAG_BACKTEST_TRIALS,
-    TAG_DEFLATED_SHARPE_PASS,
-    cap_by_backtest,
-)
+from alphafactory.registry.mlflow_registry import local_registry_root
+from alphafactory.registry.pyfunc import PyfuncSpec
 from alphafactory.registry.records import (
     SKILL_NO,
     SKILL_YES,
+    TAG_DATA_FALLBACK,
+    TAG_DATA_SOURCE,
     TAG_PRESET,
     TAG_SELECTION_START,
     TAG_SKILL,
@@ -67,11 +68,18 @@ from alphafactory.registry.records import (
     feature_list_hash,
 )
 from alphafactory.runtime import is_finalised, run_id_of
-from alphafactory.skill import SkillResult, decide_skill
+from alphafactory.stages.publish_grading import (
+    KEY_METRIC,
+    Judged,
+    judge_skill,
+    read_backtests,
+    skill_grades,
+)
+from alphafactory.stages.run_record import infer_metrics, stage_records
 
 log = logging.getLogger(__name__)
-KEY_METRIC = "ap"
-KEY_P_ADJUSTED = "p_adjusted"
+EXAMPLE_ROWS = 5
+"""Rows of the run's matrix in each version's MLflow input example."""
 
 
 def registry_for(config: EnvironmentConfig, run_dir: str) -> ModelRegistry:
@@ -84,11 +92,6 @@ def registry_for(config: EnvironmentConfig, run_dir: str) -> ModelRegistry:
             "set registry.tracking_uri to the environment's MLflow server"
         )
     return ModelRegistry(root=local_registry_root(Path(run_dir).resolve().parent))
-
-
-def local_registry_root(runs_dir: Path) -> Path:
-    """Where local runs keep their SQLite registry: `<runs>/registry`."""
-    return runs_dir / "registry"
 
 
 def promotions_path(layout: RunLayout) -> str:
@@ -161,105 +164,12 @@ def change_kind(
     return "params" if earlier.lineage.data_hash == data_hash else "data"
 
 
-def judge_skill(
-    config: EnvironmentConfig, models: dict[str, dict[str, Any]]
-) -> dict[str, SkillResult]:
-    """Every model's test-period skill, its p-value corrected over the run's groups."""
-    raw = {gid: SkillResult.from_dict(m["test"]) for gid, m in models.items()}
-    return decide_skill(raw, config.skill.alpha, config.skill.correction)
-
-
-@dataclass(frozen=True)
-class Backtested:
-    """A model's walk-forward backtest over the test period, as registry metrics and tags."""
-
-    sharpe: float
-    max_drawdown: float
-    n_trades: int
-    total_return: float
-    deflated_sharpe: float
-    passes_deflated_sharpe: bool
-    n_trials: int
-    pbo: float | None
-
-    @classmethod
-    def from_result(cls, result: Mapping[str, Any]) -> Backtested:
-        """From one group's entry of `backtest/results.json`."""
-        metrics, pbo = result["metrics"], result.get("pbo")
-        return cls(
-            sharpe=float(metrics["sharpe"]),
-            max_drawdown=float(metrics["max_drawdown"]),
-            n_trades=int(metrics["n_trades"]),
-            total_return=float(metrics["total_return"]),
-            deflated_sharpe=float(result["deflated_sharpe"]["probability"]),
-            passes_deflated_sharpe=bool(result["passes_deflated_sharpe"]),
-            n_trials=int(result["n_trials"]),
-            pbo=None if pbo is None else float(pbo["pbo"]),
-        )
-
-    def metrics(self) -> dict[str, float]:
-        figures = {
-            METRIC_BACKTEST_SHARPE: self.sharpe,
-            METRIC_BACKTEST_MAX_DRAWDOWN: self.max_drawdown,
-            METRIC_BACKTEST_TRADES: float(self.n_trades),
-            METRIC_BACKTEST_TOTAL_RETURN: self.total_return,
-            METRIC_DEFLATED_SHARPE: self.deflated_sharpe,
-        }
-        if self.pbo is not None:
-            figures[METRIC_PBO] = self.pbo
-        return figures
-
-    def tags(self) -> dict[str, str]:
-        return {
-            TAG_BACKTEST_TRIALS: str(self.n_trials),
-            TAG_DEFLATED_SHARPE_PASS: SKILL_YES if self.passes_deflated_sharpe else SKILL_NO,
-        }
-
-
-def read_backtests(layout: RunLayout) -> dict[str, Backtested]:
-    """Each backtested group's figures; none when the run has no backtest results or ran
-    with `backtest.enabled: false`."""
-    path = layout.backtest_results
-    if not io.exists(path):
-        return {}
-    results = io.read_json(path)
-    if not results.get("enabled"):
-        return {}
-    backtests: dict[str, Backtested] = {}
-    for gid, result in results.get("groups", {}).items():
-        try:
-            backtests[gid] = Backtested.from_result(result)
-        except (KeyError, TypeError, ValueError) as error:
-            raise DataError(
-                f"{path}: the backtest of group {gid} is malformed ({error!r}); re-run the "
-                "backtest stage"
-            ) from error
-    return backtests
-
-
-def skill_grades(
-    skills: dict[str, SkillResult],
-    families: dict[str, str],
-    backtests: Mapping[str, Backtested] | None = None,
-) -> dict[str, str]:
-    """Cohort grades on test AP, each model capped by its own family's benchmarks and by a
-    poor backtest; a model without significant skill is F whatever its rank."""
-    cohort = {gid: r.test_ap for gid, r in skills.items()}
-    grades: dict[str, str] = {}
-    for name in sorted(set(families.values())):
-        graded = grade_cohort(cohort, name)
-        grades.update({gid: graded[gid] for gid in cohort if families[gid] == name})
-    for gid, backtest in (backtests or {}).items():
-        if gid in grades:
-            grades[gid] = cap_by_backtest(grades[gid], backtest.metrics())
-    return {gid: grades[gid] if skills[gid].skill else "F" for gid in cohort}
-
-
 def publish_models(
     config: EnvironmentConfig, layout: RunLayout, plan: Plan, models: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Register each group's production model (once per run) and record the `champion`
-    candidates; the aliases move now only when the run folder is finalised."""
+    """Register each group's production model (once per run), record the `champion`
+    candidates (the aliases move now only when the run folder is finalised) and log the
+    pipeline run's parent and stage runs."""
     if not models:
         return {}
     registry = registry_for(config, layout.root)
@@ -267,13 +177,18 @@ def publish_models(
     backtests = read_backtests(layout)
     families = {gid: str(m["family"]) for gid, m in models.items()}
     grades = skill_grades(skills, families, backtests)
+    matrix = io.read_parquet(layout.features, io.read_json(layout.selected_features))
     published: dict[str, dict[str, Any]] = {}
+    registered: list[RegisteredModel] = []
     with tempfile.TemporaryDirectory() as scratch:
         for gid, fitted in models.items():
             model_file = Path(scratch) / Path(layout.model(gid)).name
             model_file.write_bytes(io.read_bytes(layout.model(gid)))
             judged = Judged(skills[gid], grades[gid], backtests.get(gid))
-            published[gid] = _publish_one(registry, layout, plan, gid, fitted, model_file, judged)
+            model, published[gid] = _publish_one(
+                registry, layout, plan, gid, fitted, model_file, judged, matrix
+            )
+            registered.append(model)
     candidates = {
         gid: {"name": registered_model_name(gid), "model_id": p["model_id"],
               "test_ap": p["skill"]["test_ap"]}
@@ -285,32 +200,55 @@ def publish_models(
         for gid, entry in published.items():
             entry["champion"] = record["applied"].get(gid, False)
     io.write_json(promotions_path(layout), record)
+    _log_pipeline_run(config, registry, layout, plan, models, published, registered)
     return published
 
 
-@dataclass(frozen=True)
-class Judged:
-    """A model's corrected skill test, its backtest (when the run has one) and its grade."""
+def _log_pipeline_run(
+    config: EnvironmentConfig,
+    registry: ModelRegistry,
+    layout: RunLayout,
+    plan: Plan,
+    models: Mapping[str, Any],
+    published: Mapping[str, Mapping[str, Any]],
+    registered: list[RegisteredModel],
+) -> None:
+    rows = io.read_parquet(layout.predictions, ["timestamp"]).height
+    metrics = infer_metrics(models, published, rows)
+    registry.log_pipeline_run(
+        run_id_of(layout.root),
+        stage_records(config, layout, plan, metrics),
+        params={
+            "environment": config.name,
+            "data_hash": plan.data_hash,
+            "groups": str(len(plan.groups)),
+            "variants": str(plan.n_variants),
+        },  # fmt: skip
+        metrics=metrics,
+        models=registered,
+    )
 
-    skill: SkillResult
-    grade: str
-    backtest: Backtested | None = None
 
-    def metrics(self) -> dict[str, float]:
-        result = self.skill
-        return {
-            KEY_METRIC: result.test_ap,
-            "baseline_ap": result.baseline_ap,
-            "test_log_loss": result.test_log_loss,
-            "baseline_log_loss": result.baseline_log_loss,
-            "p_value": result.p_value,
-            KEY_P_ADJUSTED: result.p_adjusted,
-            "n_test": float(result.n_events),
-            **(self.backtest.metrics() if self.backtest else {}),
-        }
+def pyfunc_spec(matrix: pl.DataFrame, features: list[str], family_name: str) -> PyfuncSpec:
+    """The MLflow flavor's outputs, input example (the matrix's last rows with every feature
+    present, or its last rows) and the pip requirements of the model's family."""
+    columns = matrix.select(features)
+    complete = columns.drop_nulls()
+    rows = (complete if complete.height else columns).tail(EXAMPLE_ROWS)
+    extras = sorted({"registry", *filter(None, [family(family_name).extra])})
+    return PyfuncSpec(
+        outputs=PROBABILITY_COLUMNS,
+        example={name: rows[name].to_list() for name in features},
+        requirements=(f"alphafactory[{','.join(extras)}]=={__version__}",),
+    )
 
-    def tags(self) -> dict[str, str]:
-        return self.backtest.tags() if self.backtest else {}
+
+def origin_tags(layout: RunLayout) -> dict[str, str]:
+    """The lineage of the bars prepare recorded (runs prepared before it: none)."""
+    origin = read_bars_origin(layout.root)
+    if origin is None:
+        return {}
+    return {TAG_DATA_SOURCE: origin.label, TAG_DATA_FALLBACK: str(origin.fallback).lower()}
 
 
 def _publish_one(
@@ -321,7 +259,8 @@ def _publish_one(
     fitted: dict[str, Any],
     model_file: Path,
     judged: Judged,
-) -> dict[str, Any]:
+    matrix: pl.DataFrame,
+) -> tuple[RegisteredModel, dict[str, Any]]:
     name = registered_model_name(gid)
     features = list(load_model(model_file, fitted["sha256"]).feature_names)
     identity = {"variant_id": fitted["variant_id"], "features": features}
@@ -360,10 +299,12 @@ def _publish_one(
             TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
             TAG_SELECTION_START: periods["selection_start"],
             TAG_TEST_START: periods["test_start"],
+            **origin_tags(layout),
             **judged.tags(),
         },
+        pyfunc=pyfunc_spec(matrix, features, str(fitted["family"])),
     )
-    return {
+    return registered, {
         "model_id": registered.model_id,
         "display_name": registered.display_name,
         "semver": str(registered.semver),

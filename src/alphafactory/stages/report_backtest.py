@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -20,9 +21,11 @@ from alphafactory.stages.report_parts import (
     MISSING,
     Formatter,
     fmt_time,
+    md_cell,
     natural_key,
     series_svg,
 )
+from alphafactory.stages.report_tables import Table
 from alphafactory.targets.variants import Variant
 
 TITLE = "Walk-forward backtest (test period, after costs)"
@@ -30,11 +33,13 @@ TITLE = "Walk-forward backtest (test period, after costs)"
 
 @dataclass(frozen=True)
 class BacktestSection:
-    """What the report adds: headline lines, Markdown lines and an HTML fragment."""
+    """What the report adds: headline lines, Markdown lines, an HTML fragment and its
+    tables (for the report's legend of "—")."""
 
     headline: list[str] = field(default_factory=list)
     markdown: list[str] = field(default_factory=list)
     html: str = ""
+    tables: list[Table] = field(default_factory=list)
 
 
 def number(value: Any) -> float | None:
@@ -99,6 +104,24 @@ HEADERS = (
 )
 
 
+#: What "—" means in the backtest tables, by column (any other column: `NO_VALUE`).
+LEGEND = {
+    "family": "no family recorded",
+    "Sharpe": "fewer than two bars or constant returns (no trade: a flat equity)",
+    "Sortino": "no losing bar (no downside) or fewer than two bars",
+    "hit rate": "no closed trade",
+    "profit factor": "no closed trade with a gain or a loss",
+    "deflated Sharpe p (trials N)": "no Sharpe to deflate",
+    "PBO": "fewer than two stage-1 variants with a Sharpe, or fewer bars than backtest.pbo_splits",
+    "reason": "nothing to explain: the window fitted",
+}
+NO_VALUE = "no value: the window (or the group's backtest) recorded none"
+
+
+def legend(headers: Sequence[str]) -> dict[str, str]:
+    return {header: LEGEND.get(header, NO_VALUE) for header in headers}
+
+
 def table_values(gid: str, group: dict[str, Any]) -> list[tuple[str, Any]]:
     """(cell text, sort value) per column of the run-level table, for one group."""
     metrics = group.get("metrics", {})
@@ -121,7 +144,7 @@ def load_backtest(layout: RunLayout) -> dict[str, Any] | None:
 def sharpe_order(groups: dict[str, dict[str, Any]]) -> list[str]:
     """Group ids by test-period Sharpe, best first; groups without a Sharpe last."""
 
-    def key(gid: str) -> tuple[bool, float, list[Any]]:
+    def key(gid: str) -> tuple[bool, float, Any]:
         sharpe = number(groups[gid].get("metrics", {}).get("sharpe"))
         return (sharpe is None, -(sharpe or 0.0), natural_key(gid))
 
@@ -158,11 +181,6 @@ def note_line(config: EnvironmentConfig) -> str:
     )
 
 
-def _md(text: str) -> str:
-    """A Markdown table cell: HTML-escaped (renderers show it as written), pipes escaped."""
-    return html.escape(text, quote=False).replace("|", "\\|")
-
-
 def group_summary(gid: str, group: dict[str, Any]) -> str:
     """One line of a group's key figures (plain text)."""
     metrics = group.get("metrics", {})
@@ -181,11 +199,12 @@ def group_summary(gid: str, group: dict[str, Any]) -> str:
 def markdown_lines(config: EnvironmentConfig, groups: dict[str, dict[str, Any]]) -> list[str]:
     order = sharpe_order(groups)
     rows = [
-        "| " + " | ".join(_md(text) for text, _ in table_values(g, groups[g])) + " |" for g in order
+        "| " + " | ".join(md_cell(text) for text, _ in table_values(g, groups[g])) + " |"
+        for g in order
     ]
     here = RunLayout("")  # paths relative to the report, which lies at the run folder's top
     details = [
-        f"- {_md(group_summary(gid, groups[gid]))}; "
+        f"- {md_cell(group_summary(gid, groups[gid]))}; "
         f"[bars]({quote(here.backtest_bars(gid))}), [trades]({quote(here.backtest_trades(gid))})"
         for gid in order
     ]
@@ -337,4 +356,17 @@ def backtest_section(config: EnvironmentConfig, layout: RunLayout) -> BacktestSe
         headline=[headline_line(config, groups)],
         markdown=markdown_lines(config, groups),
         html=html_fragment(config, layout, groups),
+        tables=section_tables(groups),
     )
+
+
+def section_tables(groups: dict[str, dict[str, Any]]) -> list[Table]:
+    """The run-level table and every group's window table, as cells."""
+    run = Table(
+        HEADERS,
+        [[text for text, _ in table_values(gid, groups[gid])] for gid in sharpe_order(groups)],
+        legend(HEADERS),
+    )
+    titles = [title for title, _, _ in WINDOW_COLUMNS]
+    windows = [Table(titles, window_rows(groups[gid]), legend(titles)) for gid in groups]
+    return [run, *windows]

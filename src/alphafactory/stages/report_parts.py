@@ -20,9 +20,16 @@ WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 170, 58, 12, 22, 20
 Formatter = Callable[[Any], str]
 
 
-def natural_key(text: str) -> list[Any]:
-    """Sort key that orders embedded numbers by value (`w2` before `w10`)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+def natural_key(text: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key that orders embedded numbers by value (`BTC_w2_high` before `BTC_w10_high`);
+    texts that differ only in leading zeros (`w02`, `w2`) fall back to plain text order."""
+    parts = re.split(r"(\d+)", text)  # text, number, text, ...: a number always at odd places
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), text
+
+
+def md_cell(text: str) -> str:
+    """A Markdown table cell: HTML-escaped (renderers show it as written), pipes escaped."""
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def fmt_time(value: Any) -> str:

@@ -15,6 +15,7 @@ from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import RunLayout, read_plan
 from alphafactory.models import FitResult
 from alphafactory.models.lightgbm.shard import GroupData, fit_many, fit_variant
+from alphafactory.progress import tracked
 from alphafactory.stages.common import load_matrix
 from alphafactory.stages.fitting import base_params, load_group
 from alphafactory.targets.variants import Variant
@@ -53,7 +54,7 @@ def run_screen_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dic
     }
     rankings: dict[str, list[str]] = {}
     skipped = 0
-    for gid in plan.shards[shard]:
+    for gid in tracked(plan.shards[shard], run_dir, shard):
         variants = screened_variants(plan.groups[gid], settings.variants_per_group)
         group = load_group(layout, plan, matrix, config, variants, settings.subsample_rows)
         if group is None:

@@ -35,6 +35,7 @@ from alphafactory.data.splits import enough_rows, tuning_periods
 from alphafactory.layout import Plan, RunLayout, read_plan
 from alphafactory.models import Sample, family
 from alphafactory.models.lightgbm.shard import check_variant
+from alphafactory.progress import tracked
 from alphafactory.stages.adoption import adoption
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
@@ -195,7 +196,7 @@ def run_search_shard(
     units = {u: g for u, g in stage_units(plan, winners, stage).items() if g in plan.shards[shard]}
     matrix = load_matrix(layout, io.read_json(layout.selected_features))
     results: dict[str, Any] = {}
-    for position, (unit, gid) in enumerate(units.items()):
+    for position, (unit, gid) in enumerate(tracked(units.items(), run_dir, shard, unit="units")):
         variant = winner_variant(plan, winners, gid)
         family_name = winner_family(winners, gid)
         unit_budget = budget.shard(stage, len(units) - position)

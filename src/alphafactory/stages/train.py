@@ -17,6 +17,7 @@ from alphafactory.config.schema import EnvironmentConfig
 from alphafactory.layout import MODEL_FILE, Plan, RunLayout, read_plan
 from alphafactory.metrics import class_confusion
 from alphafactory.models import FitResult, FittedModel, chosen_preset, family, save_model
+from alphafactory.progress import tracked
 from alphafactory.registry.cache import ModelCache, code_version
 from alphafactory.registry.checksums import sha256_file, verify_checksum
 from alphafactory.skill import skill_test
@@ -47,6 +48,33 @@ def pr_curves(labels: np.ndarray, probabilities: np.ndarray, points: int = 50) -
             "precision": precision[keep].round(4).tolist(),
             "recall": recall[keep].round(4).tolist(),
         }
+    return curves
+
+
+#: The thresholds every test-period ROC curve is read at: one grid for every group, so the
+#: curves of a shard pool exactly (see `alphafactory.stages.kfp_artifacts`), fine enough for
+#: the narrow probability bands of weak models.
+ROC_THRESHOLDS = np.linspace(0.0, 1.0, 201).round(3)
+
+
+def _roc_at(hits: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """False and true positive rates of `scores >= t` for each `t` of `ROC_THRESHOLDS`."""
+    above = scores[:, None] >= ROC_THRESHOLDS[None, :]
+    return {
+        "fpr": above[~hits].mean(axis=0).round(4).tolist(),
+        "tpr": above[hits].mean(axis=0).round(4).tolist(),
+        "thresholds": ROC_THRESHOLDS.tolist(),
+    }
+
+
+def roc_curves(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """One-vs-rest ROC curve of each class with positive and negative events, read at
+    `ROC_THRESHOLDS`."""
+    curves: dict[str, Any] = {}
+    for index, name in enumerate(CLASS_NAMES):
+        hits = labels == index
+        if hits.any() and not hits.all():
+            curves[name] = _roc_at(hits, probabilities[:, index])
     return curves
 
 
@@ -83,7 +111,7 @@ def run_train_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict
     selected = io.read_json(layout.selected_features)
     matrix = load_matrix(layout, selected)
     trained: dict[str, Any] = {}
-    for gid in plan.shards[shard]:
+    for gid in tracked(plan.shards[shard], run_dir, shard):
         if gid not in winners:
             continue
         variant = plan.variant(gid, winners[gid]["variant_id"])
@@ -265,6 +293,7 @@ def score_test_period(
     if len(labels):
         described["confusion_matrix"] = class_confusion(labels, probabilities)
         described["pr_curves"] = pr_curves(labels, probabilities)
+        described["roc_curves"] = roc_curves(labels, probabilities)
     return described
 
 

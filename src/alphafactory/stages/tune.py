@@ -22,6 +22,7 @@ from alphafactory.models.lightgbm.elimination import (
     halve_groups,
 )
 from alphafactory.models.lightgbm.shard import GroupData, GroupJob, fit_groups, fit_variant
+from alphafactory.progress import tracked
 from alphafactory.stages.common import Matrix, load_matrix
 from alphafactory.stages.family_fit import fit_budget, fit_family, variant_samples
 from alphafactory.stages.fitting import default_params, family_params, load_group
@@ -92,7 +93,8 @@ def run_tune_shard(config: EnvironmentConfig, run_dir: str, shard: int) -> dict[
             yield gid, group, [v.variant_id for v in plan.groups[gid]]
 
     frames = [_empty_predictions()]
-    for gid, results in stage1_results(groups(), params, config):
+    streamed = stage1_results(groups(), params, config)
+    for gid, results in tracked(streamed, run_dir, shard, len(plan.shards[shard])):
         if results is None:
             rows.extend(
                 {"variant_id": v.variant_id, "group_id": gid, "status": "no_rows"}
