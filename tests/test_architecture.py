@@ -108,3 +108,15 @@ def test_vendor_libraries_only_inside_their_family_folder() -> None:
                 offenders.append(f"{name} imports {imported}")
     assert checked > 0, "no vendor import found at all: the scan is broken"
     assert offenders == []
+
+
+def test_test_modules_outside_packages_have_unique_names() -> None:
+    """pytest imports a test file of a folder without `__init__.py` by its bare name, so two
+    such files with one name fail the whole collection ('import file mismatch')."""
+    tests = Path(__file__).parent
+    seen: dict[str, list[str]] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        if not (path.parent / "__init__.py").exists():
+            seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert len(seen) > 50  # the walk found the suite
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}
