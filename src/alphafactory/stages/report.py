@@ -242,7 +242,11 @@ NOTES = (
     "for a class is that class's share (the test class shares; the dashed lines of the "
     "precision-recall curves).",
     "Excess AP: test AP minus the baseline, with the 95% interval of a moving-block bootstrap "
-    "of the test events (blocks keep the time order).",
+    "of the test events (blocks keep the time order). It is not the skill test: any "
+    "non-constant score beats the constant baseline's AP on few events by chance (a rare "
+    "class's AP under a random ranking exceeds its share), so an interval above zero can come "
+    "with p = 1. Skill is decided by the block permutation p-value alone, which compares the "
+    "test AP with the same predictions scored against shuffled labels.",
     "Selection AP is measured on the period that chose the variant, the parameters and the "
     "number of boosting rounds: it is optimistic.",
     "Feature importance (blue bars) is the production model's total gain per feature; the "
