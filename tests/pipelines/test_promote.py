@@ -164,32 +164,41 @@ def test_refuses_a_champion_below_the_minimum_grade(repo: Path, registry: ModelR
     )
 
 
-def test_refuses_a_champion_without_skill(
-    repo: Path, registry: ModelRegistry, tmp_path: Path
-) -> None:
+def _refusal_of_an_s_champion(
+    repo: Path, registry: ModelRegistry, tmp_path: Path, major: int, tags: dict[str, str]
+) -> tuple[str, str]:
+    """(model id, promote's refusal) with ETH_w10_low's champion alias on a new version
+    graded S and passing every backtest gate, tagged `tags`; the alias is put back after."""
     name = registered_model_name("ETH_w10_low")
-    unskilled = registry.register(
+    model = registry.register(
         name,
-        _tiny_model(tmp_path / "unskilled.txt", 7),
+        _tiny_model(tmp_path / f"v{major}.txt", 7),
         model_type="lightgbm",
         metrics={"ap": 0.9, **PASSING_BACKTEST},
         params={"num_leaves": 4},
         lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
         grade="S",
-        version=SemVer(2, 0, 0),
+        version=SemVer(major, 0, 0),
         symbol="ETH",
         group="ETH_w10_low",
-        extra_tags={"skill": "no"},
+        extra_tags=tags,
     )
-    registry.set_alias(name, unskilled.version, "champion")
+    registry.set_alias(name, model.version, "champion")
     try:
         with pytest.raises(ConfigError) as error:
             promote(repo, "staging", "production", tracking_uri=registry.tracking_uri)
     finally:
         registry.set_alias(name, 1, "champion")
-    assert str(error.value) == (
+    return model.model_id, str(error.value)
+
+
+def test_refuses_a_champion_without_skill(
+    repo: Path, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    model_id, refusal = _refusal_of_an_s_champion(repo, registry, tmp_path, 2, {"skill": "no"})
+    assert refusal == (
         "refusing to promote 'staging': champions without significant skill on their test "
-        f"period: {unskilled.model_id}; retrain them until they pass the skill test, or remove "
+        f"period: {model_id}; retrain them until they pass the skill test, or remove "
         "their champion alias"
     )
 
@@ -199,41 +208,22 @@ def test_refuses_a_champion_trained_on_fallback_bars(
 ) -> None:
     """Skilled, graded S and passing every backtest gate, but trained on synthetic stand-in
     bars after a failed fetch (`data.fallback: synthetic`): not promotable."""
-    from alphafactory.data.sources import BarsOrigin
+    from alphafactory.data.sources import BarsOrigin, write_bars_origin
     from alphafactory.layout import RunLayout
     from alphafactory.stages.publish import origin_tags
 
     layout = RunLayout(str(tmp_path / "run"))
     assert origin_tags(layout) == {}  # a run prepared before origins were recorded
-    from alphafactory.data.sources import write_bars_origin
-
     origin = BarsOrigin("exchange", "exchange binance BTC/USDT (1h)", fallback_error="timeout")
     write_bars_origin(layout, origin)
     tags = origin_tags(layout)
     assert tags == {"data_source": "synthetic (fallback after: timeout)", "data_fallback": "true"}
-    name = registered_model_name("ETH_w10_low")
-    stand_in = registry.register(
-        name,
-        _tiny_model(tmp_path / "stand_in.txt", 7),
-        model_type="lightgbm",
-        metrics={"ap": 0.9, **PASSING_BACKTEST},
-        params={"num_leaves": 4},
-        lineage=Lineage(data_hash="d" * 64, feature_list=("f0", "f1", "f2", "f3")),
-        grade="S",
-        version=SemVer(3, 0, 0),
-        symbol="ETH",
-        group="ETH_w10_low",
-        extra_tags={"skill": "yes", **tags},
+    model_id, refusal = _refusal_of_an_s_champion(
+        repo, registry, tmp_path, 3, {"skill": "yes", **tags}
     )
-    registry.set_alias(name, stand_in.version, "champion")
-    try:
-        with pytest.raises(ConfigError) as error:
-            promote(repo, "staging", "production", tracking_uri=registry.tracking_uri)
-    finally:
-        registry.set_alias(name, 1, "champion")
-    assert str(error.value) == (
+    assert refusal == (
         "refusing to promote 'staging': champions trained on synthetic fallback bars, not the "
-        f"configured data: {stand_in.model_id} (synthetic (fallback after: timeout)); fix the "
+        f"configured data: {model_id} (synthetic (fallback after: timeout)); fix the "
         "data source and retrain"
     )
 
