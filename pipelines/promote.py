@@ -35,7 +35,7 @@ from alphafactory.config import environment_path, load_environment, validate_env
 from alphafactory.config.loader import environments_dir
 from alphafactory.config.platform import PromotionConfig
 from alphafactory.config.schema import EnvironmentConfig
-from alphafactory.errors import AlphaFactoryError, ConfigError
+from alphafactory.errors import AlphaFactoryError, ConfigError, first_line
 from alphafactory.names import redact_uri
 from alphafactory.registry.grades import (
     METRIC_BACKTEST_MAX_DRAWDOWN,
@@ -236,7 +236,7 @@ def check_gates(
     except AlphaFactoryError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)[:200]
         raise ConfigError(
             f"cannot read the registry at {redact_uri(uri)} ({type(exc).__name__}: {first}): "
             "check registry.tracking_uri or pass --tracking-uri"

@@ -178,6 +178,7 @@ def publish_models(
     families = {gid: str(m["family"]) for gid, m in models.items()}
     grades = skill_grades(skills, families, backtests)
     matrix = io.read_parquet(layout.features, io.read_json(layout.selected_features))
+    origin = origin_tags(layout)
     published: dict[str, dict[str, Any]] = {}
     registered: list[RegisteredModel] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -186,7 +187,7 @@ def publish_models(
             model_file.write_bytes(io.read_bytes(layout.model(gid)))
             judged = Judged(skills[gid], grades[gid], backtests.get(gid))
             model, published[gid] = _publish_one(
-                registry, layout, plan, gid, fitted, model_file, judged, matrix
+                registry, layout, plan, gid, fitted, model_file, judged, matrix, origin
             )
             registered.append(model)
     candidates = {
@@ -260,6 +261,7 @@ def _publish_one(
     model_file: Path,
     judged: Judged,
     matrix: pl.DataFrame,
+    origin: Mapping[str, str],
 ) -> tuple[RegisteredModel, dict[str, Any]]:
     name = registered_model_name(gid)
     features = list(load_model(model_file, fitted["sha256"]).feature_names)
@@ -299,7 +301,7 @@ def _publish_one(
             TAG_SKILL_P: f"{skill.p_adjusted:.6g}",
             TAG_SELECTION_START: periods["selection_start"],
             TAG_TEST_START: periods["test_start"],
-            **origin_tags(layout),
+            **origin,
             **judged.tags(),
         },
         pyfunc=pyfunc_spec(matrix, features, str(fitted["family"])),

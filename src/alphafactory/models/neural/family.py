@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from alphafactory.errors import ConfigError, ModelError
+from alphafactory.errors import ConfigError, ModelError, first_line
 from alphafactory.models._base import (
     FamilyParams,
     FitBudget,
@@ -222,7 +222,7 @@ class NeuralFamily(ModelFamily):
         except RuntimeError as exc:
             raise ModelError(
                 f"{what}: {WEIGHTS} does not fit the network in {CONFIG} "
-                f"({str(exc).splitlines()[0]}); retrain the model"
+                f"({first_line(exc)}); retrain the model"
             ) from None
         network.eval()
         best = int(manifest.get("best_iteration", 0))
