@@ -65,11 +65,10 @@ def tracked(
         if not isinstance(items, Sized):
             raise TypeError("tracked() needs total= for items without a length")
         total = len(items)
-    count = total
-    report(run_dir, shard, 0, count, unit)
+    report(run_dir, shard, 0, total, unit)
     for done, item in enumerate(items, start=1):
         yield item
-        report(run_dir, shard, done, count, unit)
+        report(run_dir, shard, done, total, unit)
 
 
 def read_progress(run_dir: str | Path) -> dict[int, Progress]:
