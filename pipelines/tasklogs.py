@@ -191,7 +191,8 @@ class OutputParser:
 
 
 class LogRouter:
-    """Writes kfp.local's output to the logs folder (and to `echo`, when given, unchanged)."""
+    """Writes kfp.local's output to the logs folder (and to `echo`, when given, unchanged but
+    for being passed on a whole line at a time per thread)."""
 
     def __init__(self, folder: Path, echo: TextIO | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -210,12 +211,13 @@ class LogRouter:
     def write(self, text: str) -> None:
         thread = threading.get_ident()
         with self._lock:
-            if self._echo is not None:
-                self._echo.write(text)
-                self._echo.flush()
             *lines, rest = (self._partial.pop(thread, "") + text).split("\n")
             if rest:
                 self._partial[thread] = rest
+            if self._echo is not None and lines:
+                # whole lines per thread: parallel tasks' fragments never mix on the console
+                self._echo.write("".join(f"{line}\n" for line in lines))
+                self._echo.flush()
             for line in lines:
                 writes, events = self._parser.feed(thread, line, time.time())
                 self._emit(writes)
@@ -226,6 +228,9 @@ class LogRouter:
         with self._lock:
             now = time.time()
             for thread, rest in self._partial.items():
+                if self._echo is not None:
+                    self._echo.write(rest)
+                    self._echo.flush()
                 self._emit(self._parser.feed(thread, rest, now)[0])
             self._partial.clear()
             self._emit(self._parser.close())
